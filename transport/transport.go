@@ -1,0 +1,139 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+
+	"golang.org/x/oauth2"
+)
+
+// Source is what a Transport asks for tokens. [*refresher.Source] is one.
+//
+// Token returns the token to attach. Refresh returns a token newer than
+// stale, the token that the server has just rejected; concurrent calls with
+// the same stale token must share one refresh. Both must be safe for
+// concurrent use by multiple goroutines; the tokens they return must not be
+// modified.
+type Source interface {
+	Token(ctx context.Context) (*oauth2.Token, error)
+	Refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error)
+}
+
+// Transport is an [http.RoundTripper] that attaches the Source's access
+// token as "Authorization: <type> <token>", and answers a 401 with one
+// refresh and one replay of the request.
+//
+// It honours the RoundTripper contract: the caller's request is never
+// modified and its body is closed on every path. A request is sent as it is,
+// without token and without refresh, when it already carries an
+// Authorization header, when its context was made by [SkipAuth], or when it
+// follows a redirect to another host.
+//
+// A Transport is safe for concurrent use by multiple goroutines.
+type Transport struct {
+	src         Source
+	base        http.RoundTripper
+	refreshOn   []int
+	replayLimit int64
+	log         *slog.Logger
+}
+
+// New returns a Transport that takes its tokens from src. It panics if src
+// is nil.
+func New(src Source, opts ...Option) *Transport {
+	if src == nil {
+		panic("transport: New called with a nil Source")
+	}
+	t := &Transport{
+		src:         src,
+		refreshOn:   []int{http.StatusUnauthorized},
+		replayLimit: DefaultReplayLimit,
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	return t
+}
+
+// NewClient returns an [http.Client] whose Transport is New(src, opts...).
+func NewClient(src Source, opts ...Option) *http.Client {
+	return &http.Client{Transport: New(src, opts...)}
+}
+
+func (t *Transport) baseRT() http.RoundTripper {
+	if t.base != nil {
+		return t.base
+	}
+	return http.DefaultTransport
+}
+
+// RoundTrip implements [http.RoundTripper].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if skipped(ctx) || req.Header.Get("Authorization") != "" || !redirectKeepsToken(req) {
+		return t.baseRT().RoundTrip(req)
+	}
+	tok, err := t.src.Token(ctx)
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	body, again, size, err := prepareBody(req, t.replayLimit)
+	if err != nil {
+		return nil, fmt.Errorf("transport: read request body: %w", err)
+	}
+	resp, err := t.baseRT().RoundTrip(authorize(req, tok, body, size))
+	if err != nil || !slices.Contains(t.refreshOn, resp.StatusCode) {
+		return resp, err
+	}
+
+	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: token rejected; refreshing",
+		slog.Int("status", resp.StatusCode), slog.String("method", req.Method), slog.String("host", req.URL.Host))
+	if again == nil {
+		// The body is gone: refresh for the next request and return the
+		// answer as it is.
+		if _, err := t.src.Refresh(ctx, tok); err != nil {
+			t.log.LogAttrs(ctx, slog.LevelWarn, "transport: refresh failed", slog.String("error", err.Error()))
+		}
+		return resp, nil
+	}
+	fresh, err := t.src.Refresh(ctx, tok)
+	if err != nil {
+		drainClose(resp.Body)
+		return nil, err
+	}
+	if fresh.AccessToken == tok.AccessToken {
+		return resp, nil
+	}
+	body, err = again()
+	if err != nil {
+		drainClose(resp.Body)
+		return nil, fmt.Errorf("transport: get request body for replay: %w", err)
+	}
+	drainClose(resp.Body)
+	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: replaying with the refreshed token",
+		slog.String("method", req.Method), slog.String("host", req.URL.Host))
+	return t.baseRT().RoundTrip(authorize(req, fresh, body, size))
+}
+
+// authorize returns a copy of req that carries tok and body.
+func authorize(req *http.Request, tok *oauth2.Token, body io.ReadCloser, size int64) *http.Request {
+	r := req.Clone(req.Context())
+	r.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
+	r.Body = body
+	r.ContentLength = size
+	return r
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
