@@ -187,6 +187,12 @@ func (s *Source) run(ctx context.Context, c *call, cur *entry) {
 		old = cur.tok
 	}
 	tok, err := s.obtain(ctx, cur)
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "refresher: refresh failed", errorAttrs(err)...)
+		if s.onFailure != nil {
+			s.onFailure(old, err)
+		}
+	}
 
 	s.mu.Lock()
 	switch {
@@ -208,13 +214,6 @@ func (s *Source) run(ctx context.Context, c *call, cur *entry) {
 	c.tok, c.err = tok, err
 	close(c.done)
 	s.mu.Unlock()
-
-	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "refresher: refresh failed", errorAttrs(err)...)
-		if s.onFailure != nil {
-			s.onFailure(old, err)
-		}
-	}
 }
 
 // obtain produces the next token: from the Store if another holder already
