@@ -1,0 +1,246 @@
+package testserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Paths served by a [Server].
+const (
+	// PathToken is the RFC 6749 token endpoint (contract A).
+	PathToken = "/oauth/token"
+	// PathRevoke is the RFC 7009 revocation endpoint (contract A).
+	PathRevoke = "/oauth/revoke"
+	// PathMe answers {"user": sub} to a valid access token.
+	PathMe = "/api/me"
+	// PathEcho answers any method with the method, path, length and SHA-256
+	// of the request body; paths below it (PathEcho + "/...") echo too.
+	PathEcho = "/api/echo"
+	// PathAdmin needs an access token with scope "admin".
+	PathAdmin = "/api/admin"
+	// PathLogin is contract B's login.
+	PathLogin = "/api/v1/users/login"
+	// PathRefreshB is contract B's refresh endpoint.
+	PathRefreshB = "/api/v1/users/refresh-token"
+	// PathLogout is contract B's logout.
+	PathLogout = "/api/v1/users/logout"
+	// PathCurrentUser is contract B's protected resource.
+	PathCurrentUser = "/api/v1/users/current-user"
+)
+
+// ScopeAdmin is the scope [PathAdmin] requires.
+const ScopeAdmin = "admin"
+
+// Server is an OAuth2-style authorization server and resource server for
+// tests. It speaks two contracts over one token store: contract A, the RFC
+// 6749 token endpoint with password and refresh_token grants, and contract B,
+// a JSON and cookie API in the style of a common Node/Express backend.
+//
+// Access tokens are HS256 JWTs. Refresh tokens are opaque and kept only as
+// SHA-256 hashes, grouped in families (one per login). Every refresh rotates
+// the refresh token; presenting an already rotated one revokes the family
+// (see [Config.ReuseGrace] for the one exception), and a family expires after
+// [Config.RefreshIdle] without use or [Config.RefreshAbsolute] after its login,
+// both measured with [Server.Clock].
+//
+// All methods are safe for concurrent use by multiple goroutines.
+type Server struct {
+	cfg     Config
+	clock   *Clock
+	store   *store
+	handler http.Handler
+	done    chan struct{} // closed by Close: ends holds and delays
+
+	epoch      atomic.Uint64 // access token epoch, see ExpireAccessTokens
+	revokedMu  sync.Mutex    // guards revokedJTI
+	revokedJTI map[string]struct{}
+
+	faults   faults
+	counters counters
+	reqLog   requestLog
+
+	mu       sync.Mutex // guards the fields below
+	srv      *http.Server
+	url      string
+	closed   bool
+	inflight sync.WaitGroup // handlers running; Add only under mu while !closed
+}
+
+// New returns a Server configured by cfg. It does not listen: call
+// [Server.Start], or mount [Server.Handler] on a server of your own.
+func New(cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:        cfg,
+		clock:      cfg.Clock,
+		store:      newStore(),
+		done:       make(chan struct{}),
+		revokedJTI: make(map[string]struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(PathToken, s.handleToken)
+	mux.HandleFunc(PathRevoke, s.handleRevoke)
+	mux.HandleFunc(PathMe, s.handleMe)
+	mux.HandleFunc(PathEcho, s.handleEcho)
+	mux.HandleFunc(PathEcho+"/", s.handleEcho)
+	mux.HandleFunc(PathAdmin, s.handleAdmin)
+	mux.HandleFunc(PathLogin, s.handleLogin)
+	mux.HandleFunc(PathRefreshB, s.handleRefreshB)
+	mux.HandleFunc(PathLogout, s.handleLogout)
+	mux.HandleFunc(PathCurrentUser, s.handleCurrentUser)
+	s.handler = s.record(mux)
+	return s
+}
+
+// NewTest returns a Server started on 127.0.0.1 at a free port, closed when
+// tb and its subtests complete. It fails tb if the server cannot start.
+func NewTest(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	s := New(cfg)
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		tb.Fatalf("testserver: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Start listens on addr (e.g. "127.0.0.1:0" for a free port) and serves in
+// the background. It returns once the server is listening, so [Server.URL]
+// is usable. A Server can be started only once.
+func (s *Server) Start(addr string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("testserver: server closed")
+	}
+	if s.srv != nil {
+		return errors.New("testserver: server already started")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("testserver: %w", err)
+	}
+	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	s.url = "http://" + ln.Addr().String()
+	go s.srv.Serve(ln)
+	return nil
+}
+
+// URL returns the base URL of a started server, like
+// "http://127.0.0.1:PORT", or "" before [Server.Start].
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url
+}
+
+// Handler returns the server's HTTP handler, to mount on a server of your
+// own (an [net/http/httptest.Server], for instance). It still stops serving
+// (503) once [Server.Close] is called.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Clock returns the server's clock: [Config.Clock], or the real-time clock
+// made in its place.
+func (s *Server) Clock() *Clock { return s.clock }
+
+// Shutdown stops the server gracefully: it stops listening, then waits for
+// the requests in flight until ctx is done (see [http.Server.Shutdown]).
+// Refreshes held by [Server.HoldRefreshes] are not released; call
+// [Server.Close] to end them. Close must still be called afterwards.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
+
+// Close stops the server at once: it closes the listener and every
+// connection, ends holds and delays, and waits for the handlers still
+// running. It is idempotent, and valid on a server never started.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	srv := s.srv
+	s.mu.Unlock()
+	var err error
+	if srv != nil {
+		err = srv.Close()
+	}
+	s.inflight.Wait()
+	return err
+}
+
+// enter registers a handler in flight; it reports false once the server is
+// closed.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
+}
+
+// IssueToken issues a token pair to user without HTTP, as a password grant
+// would: it starts a new refresh token family and counts as a login. The
+// family is not bound to a client, so it can be refreshed through either
+// contract. The token's Expiry is the access token's "exp", by the server
+// clock. It fails if user is not one of [Config.Users].
+func (s *Server) IssueToken(user string, scopes ...string) (*oauth2.Token, error) {
+	if _, ok := s.cfg.Users[user]; !ok {
+		return nil, fmt.Errorf("testserver: unknown user %q", user)
+	}
+	scope := joinScopes(scopes)
+	sess := s.login(user, scope, "")
+	access, exp := s.mintAccess(sess.user, sess.scope, sess.sid)
+	tok := &oauth2.Token{
+		AccessToken:  access,
+		TokenType:    "Bearer",
+		RefreshToken: sess.refresh,
+		Expiry:       exp,
+		ExpiresIn:    int64(s.cfg.AccessTTL / time.Second),
+	}
+	return tok.WithExtra(map[string]any{"scope": scope}), nil
+}
+
+// login starts a family and counts it.
+func (s *Server) login(user, scope, client string) session {
+	s.counters.logins.Add(1)
+	return s.store.login(user, scope, client, s.clock.Now())
+}
+
+// rotate exchanges a refresh token, counting the outcome.
+func (s *Server) rotate(tok, client, scope string) (session, error) {
+	sess, err := s.store.rotate(tok, client, scope, s.clock.Now(), lifetimes{
+		idle:     s.cfg.RefreshIdle,
+		absolute: s.cfg.RefreshAbsolute,
+		grace:    s.cfg.ReuseGrace,
+	})
+	if err != nil {
+		var ge *grantError
+		if errors.As(err, &ge) && ge.reuse {
+			s.counters.reuses.Add(1)
+		}
+		return session{}, err
+	}
+	s.counters.rotations.Add(1)
+	return sess, nil
+}

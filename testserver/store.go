@@ -1,0 +1,202 @@
+package testserver
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// family is the chain of refresh tokens descending from one login. At any
+// time it has exactly one current token; every other token of the family
+// has been rotated (or superseded) and presenting it is a reuse.
+type family struct {
+	id      string
+	user    string
+	scope   string         // scope granted at login
+	client  string         // client_id of the login; "" for contract B and IssueToken
+	login   time.Time      // start of the absolute lifetime
+	lastUse time.Time      // start of the idle lifetime: login or last rotation
+	current *refreshRecord // the only token that rotates normally
+	revoked bool
+}
+
+// refreshRecord is what the server keeps of one refresh token: its hash,
+// never the token.
+type refreshRecord struct {
+	hash    tokenHash
+	fam     *family
+	parent  *refreshRecord // nil for the token issued at login
+	issued  time.Time
+	lastUse time.Time // last time the token was presented
+	rotated time.Time // when it stopped being current; zero while current
+	graced  bool      // the reuse grace was spent on this token
+}
+
+// grantError is a refused refresh or password grant. code is the RFC 6749
+// §5.2 error code.
+type grantError struct {
+	code  string // "invalid_grant" or "invalid_scope"
+	desc  string
+	reuse bool // a rotated token was presented: reuse detection
+}
+
+func (e *grantError) Error() string { return "testserver: " + e.code + ": " + e.desc }
+
+var (
+	errUnknownRefresh = &grantError{code: "invalid_grant", desc: "unknown refresh token"}
+	errRevokedRefresh = &grantError{code: "invalid_grant", desc: "the refresh token was revoked"}
+	errExpiredRefresh = &grantError{code: "invalid_grant", desc: "the refresh token expired"}
+	errReusedRefresh  = &grantError{code: "invalid_grant", desc: "the refresh token was already used; its family is revoked", reuse: true}
+	errWrongClient    = &grantError{code: "invalid_grant", desc: "the refresh token was issued to another client"}
+	errScopeTooWide   = &grantError{code: "invalid_scope", desc: "the requested scope exceeds the granted scope"}
+)
+
+// session is what a successful login or rotation hands out.
+type session struct {
+	refresh string // the new refresh token, in clear, never stored
+	user    string
+	scope   string
+	sid     string // family ID
+}
+
+// store holds the refresh token families.
+type store struct {
+	mu       sync.Mutex // guards the fields below and every family and record
+	tokens   map[tokenHash]*refreshRecord
+	families map[string]*family
+}
+
+func newStore() *store {
+	return &store{
+		tokens:   make(map[tokenHash]*refreshRecord),
+		families: make(map[string]*family),
+	}
+}
+
+// login starts a new family for user and returns its first refresh token.
+func (st *store) login(user, scope, client string, now time.Time) session {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	fam := &family{id: randomID(), user: user, scope: scope, client: client, login: now, lastUse: now}
+	st.families[fam.id] = fam
+	tok := st.issueLocked(fam, nil, now)
+	return session{refresh: tok, user: user, scope: scope, sid: fam.id}
+}
+
+// issueLocked adds a new current token to fam, child of parent.
+func (st *store) issueLocked(fam *family, parent *refreshRecord, now time.Time) string {
+	tok, h := newRefreshToken()
+	rec := &refreshRecord{hash: h, fam: fam, parent: parent, issued: now, lastUse: now}
+	st.tokens[h] = rec
+	fam.current = rec
+	return tok
+}
+
+// lifetimes are the limits a rotation checks.
+type lifetimes struct {
+	idle, absolute, grace time.Duration
+}
+
+// rotate exchanges the refresh token tok for a new one.
+//
+// client is the authenticated client_id of contract A ("" for contract B):
+// a family started by a client refuses other clients. scope, if not empty,
+// narrows the scope of the new access token and must be a subset of the
+// granted scope; it does not change the family's grant.
+//
+// Presenting the family's current token rotates it: the new token becomes
+// current and the old one is marked rotated. Presenting a rotated token is a
+// reuse, which revokes the family (RFC 9700 §4.14.2), with one exception
+// when lt.grace > 0: the immediate parent of the current token, presented
+// within lt.grace of its rotation, is accepted once. It then gets a new
+// child, which becomes the family's current token; the child issued by the
+// first exchange is superseded, so presenting it later is itself a reuse.
+// This serves a client that lost the answer to its refresh and retries with
+// the token it still holds.
+func (st *store) rotate(tok, client, scope string, now time.Time, lt lifetimes) (session, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rec := st.tokens[hashToken(tok)]
+	if rec == nil {
+		return session{}, errUnknownRefresh
+	}
+	rec.lastUse = now
+	fam := rec.fam
+	switch {
+	case fam.revoked:
+		return session{}, errRevokedRefresh
+	case lt.absolute > 0 && !now.Before(fam.login.Add(lt.absolute)),
+		lt.idle > 0 && !now.Before(fam.lastUse.Add(lt.idle)):
+		return session{}, errExpiredRefresh
+	case client != "" && fam.client != "" && client != fam.client:
+		return session{}, errWrongClient
+	case scope != "" && !scopeSubset(scope, fam.scope):
+		return session{}, errScopeTooWide
+	}
+	if rec != fam.current {
+		cur := fam.current
+		if lt.grace <= 0 || cur.parent != rec || rec.graced || now.Sub(rec.rotated) > lt.grace {
+			fam.revoked = true
+			return session{}, errReusedRefresh
+		}
+		rec.graced = true
+		cur.rotated = now // superseded by the graced answer
+	} else {
+		rec.rotated = now
+	}
+	fam.lastUse = now
+	if scope == "" {
+		scope = fam.scope
+	}
+	newTok := st.issueLocked(fam, rec, now)
+	return session{refresh: newTok, user: fam.user, scope: scope, sid: fam.id}, nil
+}
+
+// revokeToken revokes the family of the refresh token tok. It reports
+// whether tok was known.
+func (st *store) revokeToken(tok string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	rec := st.tokens[hashToken(tok)]
+	if rec == nil {
+		return false
+	}
+	rec.fam.revoked = true
+	return true
+}
+
+// revokeFamily revokes the family with ID sid, if any.
+func (st *store) revokeFamily(sid string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if fam := st.families[sid]; fam != nil {
+		fam.revoked = true
+	}
+}
+
+// revokeAll revokes every family.
+func (st *store) revokeAll() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, fam := range st.families {
+		fam.revoked = true
+	}
+}
+
+// scopeSubset reports whether every scope in the space-separated list want
+// appears in have.
+func scopeSubset(want, have string) bool {
+	granted := strings.Fields(have)
+	for _, s := range strings.Fields(want) {
+		if !slices.Contains(granted, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasScope reports whether the space-separated list scopes contains s.
+func hasScope(scopes, s string) bool {
+	return slices.Contains(strings.Fields(scopes), s)
+}
