@@ -1,0 +1,43 @@
+// Package redisstore keeps a token in Redis and coordinates its refresh
+// across every process, on every machine, that shares it.
+//
+// A [Store] is a [refresher.Store] and a [refresher.Locker]: give it to a
+// [refresher.Source] with [refresher.WithStore], and each refresh becomes
+// lock → reload → (adopt the token another replica stored, or refresh and
+// save) → unlock, so that a rotating refresh token is presented once however
+// many replicas share it:
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
+//	store := redisstore.New(rdb, "tokens:acme:account-42")
+//	src := refresher.NewSource(endpoint, refresher.WithStore(store))
+//	client := transport.NewClient(src)
+//
+// The lock is a lease: a key next to the token's, set with SET NX PX to a
+// random value that names its owner, released only by that owner (a Lua
+// compare-and-delete), and renewed (a Lua compare-and-PEXPIRE) by a
+// goroutine while it is held. A holder that dies stops renewing, and its
+// lease expires after the lease TTL. A holder that loses its lease (it
+// could not reach Redis for a whole TTL) learns it when it unlocks:
+// [ErrLeaseLost].
+//
+// # Which store to use
+//
+//   - [refresher.MemoryStore], or no store at all: one process owns the
+//     session, and losing the token when the process exits is fine (the
+//     user logs in again).
+//   - [refresher.FileStore]: the token must survive restarts, and every
+//     process that uses it runs on one machine (command-line tools, cron
+//     jobs, several workers on one host). The operating system's advisory
+//     file lock coordinates them, with nothing else to run.
+//   - This package: processes on several machines share one credential,
+//     for example the replicas of a service that holds one connected
+//     account's rotating refresh token. A file lock does not span machines;
+//     a Redis lease does. Redis then holds the refresh token: protect it as
+//     you would the credential itself (ACLs, TLS, no public exposure), and
+//     prefer a Redis that persists its data, or a restart of Redis logs the
+//     account out.
+//
+// The lease is as safe as Redis is: with Redis replication, a failover that
+// loses the most recent writes can lose a lease (or a token), as with any
+// single-instance Redis lock.
+package redisstore

@@ -1,0 +1,257 @@
+package redisstore_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/autorefresh/autorefresh/refresher/redisstore"
+)
+
+// frozen returns a Store whose leases are never renewed, as if their holder
+// had stopped: nothing ever ticks.
+func frozen(s *redisstore.Store) *redisstore.Store {
+	redisstore.SetRenewTicks(s, nil, nil)
+	return s
+}
+
+// renew makes the renewal goroutine of a Store set up with SetRenewTicks
+// renew its lease once, and returns the outcome.
+func renew(t *testing.T, ticks chan<- time.Time, renewed <-chan error) error {
+	t.Helper()
+	timer := time.NewTimer(helperTimeout)
+	defer timer.Stop()
+	select {
+	case ticks <- time.Now():
+	case <-timer.C:
+		t.Fatal("no renewal goroutine is running")
+	}
+	select {
+	case err := <-renewed:
+		return err
+	case <-timer.C:
+		t.Fatal("the renewal did not end")
+		return nil
+	}
+}
+
+func TestLockExcludesSecondHolder(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	a := redisstore.New(rc, testKey)
+	b := redisstore.New(newClient(t, m.Addr()), testKey) // another replica
+
+	unlockA, err := a.Lock(ctx)
+	require.NoError(t, err)
+	ownerA, err := m.Get(a.LockKey())
+	require.NoError(t, err, "the lease is a key in Redis")
+	assert.NotEmpty(t, ownerA)
+	assert.Equal(t, redisstore.DefaultLeaseTTL, m.TTL(a.LockKey()), "the lease's TTL")
+
+	assertLockBusy(t, a) // same Store, another goroutine
+	assertLockBusy(t, b) // another Store on the same key
+
+	// Waiters of both kinds get the lease, one after the other, once it is
+	// released, each with an owner value of its own.
+	waitA, waitB := lockAsync(ctx, a), lockAsync(ctx, b)
+	require.NoError(t, unlockA())
+	var r lockResult
+	second := waitA
+	select {
+	case r = <-waitA:
+		second = waitB
+	case r = <-waitB:
+	case <-time.After(helperTimeout):
+		t.Fatal("no waiter got the lease")
+	}
+	require.NoError(t, r.err)
+	owner2, err := m.Get(a.LockKey())
+	require.NoError(t, err)
+	assert.NotEqual(t, ownerA, owner2, "each lease has its own owner value")
+	select {
+	case r2 := <-second:
+		t.Fatalf("both waiters hold the lease (second: %v)", r2.err)
+	default:
+	}
+	require.NoError(t, r.unlock())
+	r = await(t, second)
+	require.NoError(t, r.err)
+	require.NoError(t, r.unlock())
+	assert.False(t, m.Exists(a.LockKey()), "the lease is deleted on unlock")
+}
+
+// Many holders on several Stores increment a counter in Redis with a
+// read-modify-write under the lease: no increment is lost.
+func TestLockSerialisesReadModifyWrite(t *testing.T) {
+	ctx := t.Context()
+	m, _ := newMiniredis(t)
+	const stores, goroutines, rounds = 3, 3, 15
+	var wg sync.WaitGroup
+	for range stores {
+		s := redisstore.New(newClient(t, m.Addr()), testKey, redisstore.WithPollInterval(2*time.Millisecond))
+		c := newClient(t, m.Addr())
+		for range goroutines {
+			wg.Go(func() {
+				for range rounds {
+					unlock, err := s.Lock(ctx)
+					if !assert.NoError(t, err) {
+						return
+					}
+					n, _ := c.Get(ctx, "counter").Int()
+					assert.NoError(t, c.Set(ctx, "counter", n+1, 0).Err())
+					assert.NoError(t, unlock())
+				}
+			})
+		}
+	}
+	wg.Wait()
+	got, err := m.Get("counter")
+	require.NoError(t, err)
+	assert.Equal(t, strconv.Itoa(stores*goroutines*rounds), got)
+}
+
+func TestUnlockReleasesOnlyItsOwnLease(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	a := frozen(redisstore.New(rc, testKey))
+
+	unlock, err := a.Lock(ctx)
+	require.NoError(t, err)
+	// The lease ended and someone else took it.
+	require.NoError(t, m.Set(a.LockKey(), "another-owner"))
+
+	err = unlock()
+	assert.ErrorIs(t, err, redisstore.ErrLeaseLost)
+	assert.ErrorContains(t, err, "held by another owner")
+	got, _ := m.Get(a.LockKey())
+	assert.Equal(t, "another-owner", got, "the other owner's lease is untouched")
+
+	// A second call changes nothing and says the same.
+	assert.Equal(t, err, unlock())
+	got, _ = m.Get(a.LockKey())
+	assert.Equal(t, "another-owner", got)
+
+	// The Store itself is free again: once the other lease is gone, it
+	// leases anew.
+	m.Del(a.LockKey())
+	unlock, err = a.Lock(ctx)
+	require.NoError(t, err)
+	assert.NoError(t, unlock())
+}
+
+func TestLeaseOfDeadHolderExpires(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	dead := frozen(redisstore.New(rc, testKey)) // takes the lease, then stops
+	b := redisstore.New(newClient(t, m.Addr()), testKey)
+
+	unlockDead, err := dead.Lock(ctx)
+	require.NoError(t, err)
+	assertLockBusy(t, b)
+	m.FastForward(redisstore.DefaultLeaseTTL - time.Millisecond)
+	assertLockBusy(t, b)
+	m.FastForward(time.Millisecond)
+
+	r := await(t, lockAsync(ctx, b))
+	require.NoError(t, r.err, "the lease of a holder that stopped renewing expires")
+	ownerB, _ := m.Get(b.LockKey())
+
+	// Should the old holder come back, its unlock reports the loss and
+	// leaves the new lease alone.
+	err = unlockDead()
+	assert.ErrorIs(t, err, redisstore.ErrLeaseLost)
+	got, _ := m.Get(b.LockKey())
+	assert.Equal(t, ownerB, got)
+	assert.NoError(t, r.unlock())
+}
+
+func TestRenewalKeepsLease(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	a := redisstore.New(rc, testKey)
+	ticks, renewed := make(chan time.Time), make(chan error)
+	redisstore.SetRenewTicks(a, ticks, renewed)
+	b := redisstore.New(newClient(t, m.Addr()), testKey)
+
+	// The ctx Lock was called with ends; the lease lives on.
+	lockCtx, cancel := context.WithCancel(ctx)
+	unlock, err := a.Lock(lockCtx)
+	require.NoError(t, err)
+	cancel()
+
+	ttl := redisstore.LeaseTTL(a)
+	for i := range 4 {
+		m.FastForward(ttl * 2 / 3)
+		require.NoError(t, renew(t, ticks, renewed), "renewal %d", i)
+		assert.Equal(t, ttl, m.TTL(a.LockKey()), "TTL after renewal %d", i)
+	}
+	// Four times 2/3 of the TTL have passed since the lease was taken.
+	assertLockBusy(t, b)
+	assert.NoError(t, unlock())
+	assert.False(t, m.Exists(a.LockKey()))
+}
+
+func TestRenewalNoticesLostLease(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	a := redisstore.New(rc, testKey)
+	ticks, renewed := make(chan time.Time), make(chan error)
+	redisstore.SetRenewTicks(a, ticks, renewed)
+
+	unlock, err := a.Lock(ctx)
+	require.NoError(t, err)
+	// Renewals did not reach Redis for a whole TTL.
+	m.FastForward(redisstore.LeaseTTL(a))
+	assert.ErrorIs(t, renew(t, ticks, renewed), redisstore.ErrLeaseLost)
+	// The renewal goroutine stopped: no further tick is read.
+	select {
+	case ticks <- time.Now():
+		t.Fatal("renewals go on after the lease was lost")
+	default:
+	}
+	err = unlock()
+	assert.ErrorIs(t, err, redisstore.ErrLeaseLost)
+	assert.ErrorContains(t, err, "had expired")
+}
+
+func TestLockHonoursContextCancellation(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	a := redisstore.New(rc, testKey)
+	b := redisstore.New(newClient(t, m.Addr()), testKey)
+
+	unlock, err := a.Lock(ctx)
+	require.NoError(t, err)
+	owner, _ := m.Get(a.LockKey())
+
+	// A waiter for another replica's lease (polling Redis) and a waiter in
+	// the same Store (queued in the process) both give up with their ctx.
+	for _, s := range []*redisstore.Store{b, a} {
+		waitCtx, cancel := context.WithCancel(ctx)
+		wait := lockAsync(waitCtx, s)
+		cancel()
+		r := await(t, wait)
+		assert.ErrorIs(t, r.err, context.Canceled)
+		assert.Nil(t, r.unlock)
+
+		deadline, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		_, err := s.Lock(deadline)
+		cancel()
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	got, _ := m.Get(a.LockKey())
+	assert.Equal(t, owner, got, "the holder's lease is untouched")
+
+	// The waiters left nothing behind: both Stores lease normally.
+	require.NoError(t, unlock())
+	for _, s := range []*redisstore.Store{a, b} {
+		unlock, err := s.Lock(ctx)
+		require.NoError(t, err)
+		assert.NoError(t, unlock())
+	}
+}
