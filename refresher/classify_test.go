@@ -1,0 +1,328 @@
+package refresher_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/autorefresh/autorefresh/refresher"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+)
+
+// Every token value in these tests contains "SECRET", so that a test can
+// check that no error message carries one.
+const (
+	secretMark   = "SECRET"
+	staleRefresh = "SECRET-R0"
+)
+
+// answerServer is a hand-made refresh endpoint on 127.0.0.1 that counts the
+// calls reaching it. Its handler gets the 1-based number of the call.
+type answerServer struct {
+	*httptest.Server
+	calls atomic.Int64
+}
+
+func newAnswerServer(t *testing.T, h func(n int64, w http.ResponseWriter, r *http.Request)) *answerServer {
+	t.Helper()
+	s := &answerServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h(s.calls.Add(1), w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// endpointKind builds one of the package's endpoints for a URL.
+type endpointKind struct {
+	name string
+	new  func(url string) refresher.Endpoint
+}
+
+var endpointKinds = []endpointKind{
+	{"JSONEndpoint", func(u string) refresher.Endpoint { return &refresher.JSONEndpoint{URL: u} }},
+	{"OAuth2Endpoint", func(u string) refresher.Endpoint {
+		return &refresher.OAuth2Endpoint{Config: &oauth2.Config{
+			ClientID: "client", ClientSecret: "client-secret",
+			Endpoint: oauth2.Endpoint{TokenURL: u, AuthStyle: oauth2.AuthStyleInHeader},
+		}}
+	}},
+}
+
+// outcome is what a refresh ended with.
+type outcome int
+
+const (
+	gotToken  outcome = iota // a token
+	gotReauth                // errors.Is(err, ErrReauthRequired)
+	gotRetry                 // a transient *RefreshError
+	gotFatal                 // a *RefreshError neither transient nor ending the session
+)
+
+func (o outcome) String() string {
+	return [...]string{"token", "ErrReauthRequired", "transient error", "permanent error"}[o]
+}
+
+// outcomeOf classifies the result of a refresh; it fails t if err is not a
+// *RefreshError or if it carries a token value.
+func outcomeOf(t *testing.T, tok *oauth2.Token, err error) outcome {
+	t.Helper()
+	if err == nil {
+		require.NotNil(t, tok)
+		require.NotEmpty(t, tok.AccessToken)
+		return gotToken
+	}
+	assert.Nil(t, tok)
+	assert.NotContains(t, err.Error(), secretMark, "the error message carries a token")
+	var re *refresher.RefreshError
+	require.ErrorAs(t, err, &re)
+	switch {
+	case errors.Is(err, refresher.ErrReauthRequired):
+		assert.False(t, re.Temporary(), "a dead session is not temporary")
+		return gotReauth
+	case re.Temporary():
+		return gotRetry
+	}
+	return gotFatal
+}
+
+// answer writes a fixed answer.
+func answer(status int, contentType, body string) func(int64, http.ResponseWriter, *http.Request) {
+	return func(_ int64, w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if contentType != "" {
+			w.Header().Set("Content-Type", contentType)
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+func jsonAnswer(status int, body string) func(int64, http.ResponseWriter, *http.Request) {
+	return answer(status, "application/json", body)
+}
+
+const htmlPage = "<!DOCTYPE html><html><body><h1>Unauthorized</h1></body></html>"
+
+// hangUp rotates (in the server's mind), then closes the connection without
+// answering; with reset, the close sends a TCP RST.
+func hangUp(reset bool, rotated *atomic.Int64) func(int64, http.ResponseWriter, *http.Request) {
+	return func(_ int64, w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		rotated.Add(1)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err) // the handler runs on the server's goroutine: no t.Fatal
+		}
+		if tc, ok := conn.(*net.TCPConn); ok && reset {
+			tc.SetLinger(0)
+		}
+		conn.Close()
+	}
+}
+
+// fakeJWT returns an unsigned-looking JWT whose payload holds claims.
+func fakeJWT(claims map[string]any) string {
+	b, _ := json.Marshal(claims)
+	return "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + base64.RawURLEncoding.EncodeToString(b) + ".SECRET-signature"
+}
+
+func staleToken() *oauth2.Token {
+	return &oauth2.Token{AccessToken: "SECRET-A0", RefreshToken: staleRefresh, TokenType: "Bearer"}
+}
+
+// TestBadAnswersHaveExactOutcomes runs the table of hand-made answers
+// against both endpoints: each gives exactly one outcome, after exactly
+// the given number of calls reached the server.
+func TestBadAnswersHaveExactOutcomes(t *testing.T) {
+	type tc struct {
+		name    string
+		handler func(n int64, w http.ResponseWriter, r *http.Request)
+		want    outcome
+		calls   int64
+		msg     string                                // a part of the error message
+		check   func(t *testing.T, tok *oauth2.Token) // more checks of a token
+		wantErr func(t *testing.T, re *refresher.RefreshError)
+	}
+	var rotatedClose, rotatedReset atomic.Int64
+	cases := func() []tc {
+		return []tc{
+			{name: "HTML 401", handler: answer(401, "text/html; charset=utf-8", htmlPage),
+				want: gotReauth, calls: 1, msg: "status 401"},
+			{name: "HTML 200", handler: answer(200, "text/html", htmlPage),
+				want: gotFatal, calls: 1, msg: `not JSON (Content-Type "text/html"`},
+			{name: "200 with {}", handler: jsonAnswer(200, `{}`),
+				want: gotFatal, calls: 1, msg: `no access token: nothing at "access_token"; the answer is empty`},
+			{name: "200 without access token", handler: jsonAnswer(200, `{"data":{"token":"SECRET-A1"},"ok":true}`),
+				want: gotFatal, calls: 1, msg: `its keys are "data", "ok"`},
+			{name: "access token not a string", handler: jsonAnswer(200, `{"access_token":12345}`),
+				want: gotFatal, calls: 1, msg: `the access token at "access_token" is a number, not a string`},
+			{name: "truncated JSON", handler: jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"SECRET-R`),
+				want: gotFatal, calls: 1, msg: "not valid JSON (53 bytes, Content-Type \"application/json\"): it is truncated"},
+			{name: "1 GiB streamed body", handler: streamGiB(),
+				want: gotFatal, calls: 1, msg: "answer exceeds 1 MiB; reading stopped there",
+				wantErr: func(t *testing.T, re *refresher.RefreshError) {
+					var tl *refresher.BodyTooLargeError
+					require.ErrorAs(t, re, &tl)
+					assert.Equal(t, int64(1<<20), tl.Limit)
+					assert.Equal(t, 200, re.StatusCode)
+				}},
+			{name: "expires_in of 3.6e12", handler: jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"SECRET-R1","expires_in":3.6e12}`),
+				want: gotToken, calls: 1, check: func(t *testing.T, tok *oauth2.Token) {
+					assert.True(t, tok.Expiry.IsZero(), "an absurd expires_in means unknown, got %v", tok.Expiry)
+					assert.Equal(t, "SECRET-R1", tok.RefreshToken)
+				}},
+			{name: "expires_in of 3600000000000", handler: jsonAnswer(200, `{"access_token":"SECRET-A1","expires_in":3600000000000}`),
+				want: gotToken, calls: 1, check: func(t *testing.T, tok *oauth2.Token) {
+					assert.True(t, tok.Expiry.IsZero(), "an absurd expires_in means unknown, got %v", tok.Expiry)
+					assert.Equal(t, staleRefresh, tok.RefreshToken, "no refresh token in the answer keeps the old one")
+				}},
+			{name: "invalid_grant as 400", handler: jsonAnswer(400, `{"error":"invalid_grant","error_description":"token revoked"}`),
+				want: gotReauth, calls: 1, msg: "status 400: invalid_grant: token revoked"},
+			{name: "invalid_grant as 401", handler: jsonAnswer(401, `{"error":"invalid_grant"}`),
+				want: gotReauth, calls: 1, msg: "status 401: invalid_grant"},
+			{name: "invalid_grant as 403", handler: jsonAnswer(403, `{"error":"invalid_grant"}`),
+				want: gotReauth, calls: 1, msg: "status 403: invalid_grant"},
+			{name: "invalid_grant as 200", handler: jsonAnswer(200, `{"error":"invalid_grant"}`),
+				want: gotReauth, calls: 1, msg: "status 200: invalid_grant"},
+			{name: "description echoing the refresh token", handler: jsonAnswer(400, `{"error":"invalid_grant","error_description":"SECRET-R0 was revoked"}`),
+				want: gotReauth, calls: 1, msg: "[redacted] was revoked"},
+			{name: "non-OAuth 400", handler: jsonAnswer(400, `{"statusCode":400,"message":"Refresh token is required","success":false}`),
+				want: gotReauth, calls: 1, msg: "Refresh token is required"},
+			{name: "OAuth invalid_request", handler: jsonAnswer(400, `{"error":"invalid_request"}`),
+				want: gotFatal, calls: 1, msg: "invalid_request"},
+			{name: "404", handler: answer(404, "text/plain", "404 page not found"),
+				want: gotFatal, calls: 1, msg: "no refresh endpoint there"},
+			{name: "redirect not followed", handler: func(_ int64, w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "http://elsewhere.example/token", http.StatusTemporaryRedirect)
+			}, want: gotFatal, calls: 1, msg: `redirect (307 Temporary Redirect) to "elsewhere.example"`},
+			{name: "503 with Retry-After then success", handler: func(n int64, w http.ResponseWriter, r *http.Request) {
+				if n == 1 {
+					w.Header().Set("Retry-After", "1")
+					jsonAnswer(503, `{"error":"temporarily_unavailable"}`)(n, w, r)
+					return
+				}
+				jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"SECRET-R1","expires_in":60}`)(n, w, r)
+			}, want: gotToken, calls: 2, check: func(t *testing.T, tok *oauth2.Token) {
+				assert.Equal(t, "SECRET-A1", tok.AccessToken)
+				assert.WithinDuration(t, time.Now().Add(time.Minute), tok.Expiry, 5*time.Second)
+			}},
+			{name: "HTML 500 retried, then given up", handler: answer(500, "text/html", "<h1>oops</h1>"),
+				want: gotRetry, calls: 3, msg: "status 500"},
+			{name: "429 asking for an hour", handler: func(n int64, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", "3600")
+				jsonAnswer(429, `{"message":"slow down"}`)(n, w, r)
+			}, want: gotRetry, calls: 1, msg: "status 429", wantErr: func(t *testing.T, re *refresher.RefreshError) {
+				assert.Equal(t, time.Hour, re.RetryAfter)
+			}},
+			{name: "connection closed after the server rotated", handler: hangUp(false, &rotatedClose),
+				want: gotRetry, calls: 1},
+			{name: "connection reset after the server rotated", handler: hangUp(true, &rotatedReset),
+				want: gotRetry, calls: 1},
+		}
+	}
+	t.Run("group", func(t *testing.T) {
+		for _, kind := range endpointKinds {
+			t.Run(kind.name, func(t *testing.T) {
+				t.Parallel()
+				for _, c := range cases() {
+					t.Run(c.name, func(t *testing.T) {
+						t.Parallel()
+						srv := newAnswerServer(t, c.handler)
+						tok, err := kind.new(srv.URL).Refresh(context.Background(), staleToken())
+						got := outcomeOf(t, tok, err)
+						require.Equal(t, c.want, got, "error: %v", err)
+						assert.Equal(t, c.calls, srv.calls.Load(), "calls that reached the server")
+						if c.msg != "" {
+							require.Error(t, err)
+							assert.Contains(t, err.Error(), c.msg)
+						}
+						if c.check != nil {
+							c.check(t, tok)
+						}
+						if c.wantErr != nil {
+							var re *refresher.RefreshError
+							require.ErrorAs(t, err, &re)
+							c.wantErr(t, re)
+						}
+					})
+				}
+			})
+		}
+	})
+	// Each endpoint's two hang-ups rotated once each: never retried.
+	assert.Equal(t, int64(len(endpointKinds)), rotatedClose.Load())
+	assert.Equal(t, int64(len(endpointKinds)), rotatedReset.Load())
+}
+
+// streamGiB answers 200 and streams up to 1 GiB without allocating it,
+// stopping as soon as the client stops reading.
+func streamGiB() func(int64, http.ResponseWriter, *http.Request) {
+	chunk := []byte(`{"access_token":"` + strings.Repeat("x", 64<<10))
+	return func(_ int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(200)
+		for written := 0; written < 1<<30; written += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			chunk[0] = 'x'
+		}
+	}
+}
+
+// TestGiantBodyIsNotReadPastTheLimit checks, on the server side, that the
+// client stopped reading a 1 GiB answer early.
+func TestGiantBodyIsNotReadPastTheLimit(t *testing.T) {
+	var written atomic.Int64
+	done := make(chan struct{})
+	chunk := make([]byte, 64<<10)
+	srv := newAnswerServer(t, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		w.Header().Set("Content-Type", "application/json")
+		for written.Load() < 1<<30 {
+			n, err := w.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+	start := time.Now()
+	_, err := (&refresher.JSONEndpoint{URL: srv.URL}).Refresh(context.Background(), staleToken())
+	var tl *refresher.BodyTooLargeError
+	require.ErrorAs(t, err, &tl)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server is still writing: the client did not hang up")
+	}
+	assert.Less(t, written.Load(), int64(64<<20), "bytes the server managed to write")
+	t.Logf("the server wrote %d MiB before the client hung up, in %v", written.Load()>>20, time.Since(start).Round(time.Millisecond))
+}
+
+// TestTransportErrorsAreTransientAndNamed checks that a failure without
+// an answer names what happened, is transient, and does not end the session.
+func TestTransportErrorsAreTransientAndNamed(t *testing.T) {
+	var rotated atomic.Int64
+	srv := newAnswerServer(t, hangUp(false, &rotated))
+	_, err := (&refresher.JSONEndpoint{URL: srv.URL}).Refresh(context.Background(), staleToken())
+	var re *refresher.RefreshError
+	require.ErrorAs(t, err, &re)
+	assert.True(t, re.Temporary())
+	assert.Zero(t, re.StatusCode)
+	assert.ErrorIs(t, err, io.EOF)
+	assert.Contains(t, err.Error(), fmt.Sprintf("%q", srv.URL), "the message names the URL")
+}

@@ -1,0 +1,282 @@
+package refresher
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// SendMode says how a [JSONEndpoint] presents the refresh token.
+type SendMode int
+
+const (
+	// SendJSON posts {"<RefreshTokenField>": "<refresh token>"} as
+	// application/json. It is the default.
+	SendJSON SendMode = iota
+	// SendForm posts <RefreshTokenField>=<refresh token> as
+	// application/x-www-form-urlencoded.
+	SendForm
+	// SendCookie posts no body and sends the refresh token in the cookie
+	// named RefreshCookie.
+	SendCookie
+)
+
+// JSONEndpoint is an [Endpoint] for refresh APIs of their own, outside
+// RFC 6749: it posts the refresh token as a JSON field (or a form field, or a
+// cookie) and reads the new tokens from dotted paths of the JSON answer
+// and/or from the cookies it sets.
+//
+// Its zero value but URL works against a plain
+// {"access_token","refresh_token","expires_in"} API:
+//
+//	ep := &refresher.JSONEndpoint{URL: "https://api.example.com/auth/refresh"}
+//
+// A JSONEndpoint must not be copied after first use. Its methods are safe for
+// concurrent use by multiple goroutines.
+type JSONEndpoint struct {
+	// URL is where the refresh request is posted.
+	URL string
+
+	// Method is the HTTP method of the refresh request. If empty, POST.
+	Method string
+
+	// SendAs says how the refresh token is sent: [SendJSON] (the
+	// default), [SendForm] or [SendCookie].
+	SendAs SendMode
+
+	// RefreshTokenField is the name of the request's field holding the
+	// refresh token (SendJSON, SendForm). If empty, "refresh_token".
+	RefreshTokenField string
+
+	// RefreshCookie is the name of the request cookie holding the refresh
+	// token (SendCookie). If empty, RefreshTokenField's value is used.
+	RefreshCookie string
+
+	// Fields are sent with the refresh token, as further JSON or form
+	// fields (not with SendCookie).
+	Fields map[string]string
+
+	// AccessTokenPath is the dotted path of the access token in the JSON
+	// answer ("data.accessToken"; a number indexes an array). If empty,
+	// "access_token"; "-" reads none (the token then comes from
+	// AccessCookieName).
+	AccessTokenPath string
+
+	// RefreshTokenPath is the dotted path of the new refresh token. If
+	// empty, "refresh_token"; "-" reads none. An answer without one keeps
+	// the current refresh token (RFC 6749 §6).
+	RefreshTokenPath string
+
+	// ExpiresInPath is the dotted path of the access token's lifetime in
+	// seconds. If empty, "expires_in"; "-" reads none. Without it (or when
+	// it is implausible: not positive, or over 10 years), the expiry comes
+	// from the access token's JWT "exp" claim, if it is a JWT, and is
+	// unknown otherwise.
+	ExpiresInPath string
+
+	// TokenTypePath is the dotted path of the token type ("Bearer"). If
+	// empty, "token_type"; "-" reads none. An absent type means Bearer.
+	TokenTypePath string
+
+	// AccessCookieName and RefreshCookieName, if set, name the cookies of
+	// the answer (Set-Cookie) that carry the tokens. A token found in the
+	// JSON answer takes precedence over its cookie.
+	AccessCookieName, RefreshCookieName string
+
+	// Header holds extra headers sent with every refresh request, such as
+	// an API key or an Origin.
+	Header http.Header
+
+	// HTTPClient sends the refresh request. If nil, a client from
+	// [NewHTTPClient] with the default [ClientConfig] and Logger is used.
+	// It must not be a client that adds tokens itself, such as one from
+	// this module's transport package. A client of one's own gets no
+	// retries unless it comes from NewHTTPClient; answers are read at
+	// most 1 MiB whatever the client.
+	HTTPClient *http.Client
+
+	// Logger receives a warning when the answer's expiry is implausible
+	// (once per endpoint) and, with the default HTTPClient, the retries.
+	// If nil, nothing is logged. Nothing logged contains a token.
+	Logger *slog.Logger
+
+	once   sync.Once // guards client
+	client *http.Client
+	noted  noteOnce
+}
+
+// SeedEndpoint returns a [JSONEndpoint] for the refresh API common to
+// Node/Express backends, reached at baseURL (contract B of the bundled test
+// server): it posts {"refreshToken": "..."} to
+// baseURL+"/api/v1/users/refresh-token" and reads the answer
+// {"data":{"accessToken","refreshToken"}}, falling back to the cookies
+// accessToken and refreshToken. Such an API sends no expires_in; the
+// expiry comes from the access token's JWT "exp" claim.
+func SeedEndpoint(baseURL string) *JSONEndpoint {
+	return &JSONEndpoint{
+		URL:               strings.TrimSuffix(baseURL, "/") + "/api/v1/users/refresh-token",
+		RefreshTokenField: "refreshToken",
+		AccessTokenPath:   "data.accessToken",
+		RefreshTokenPath:  "data.refreshToken",
+		ExpiresInPath:     "-",
+		AccessCookieName:  "accessToken",
+		RefreshCookieName: "refreshToken",
+	}
+}
+
+// Refresh posts current.RefreshToken to e.URL and returns the tokens of the
+// answer. When the answer holds no refresh token, the returned token keeps
+// current's. Failures are [*RefreshError]s; errors.Is(err,
+// [ErrReauthRequired]) reports a dead session.
+func (e *JSONEndpoint) Refresh(ctx context.Context, current *oauth2.Token) (*oauth2.Token, error) {
+	if current == nil || current.RefreshToken == "" {
+		return nil, &RefreshError{Err: &reauthError{"there is no refresh token"}}
+	}
+	req, err := e.newRequest(ctx, current.RefreshToken)
+	if err != nil {
+		return nil, &RefreshError{Err: err}
+	}
+	resp, err := e.httpClient().Do(req)
+	if err != nil {
+		return nil, redact(classifyTransport(err), current.RefreshToken)
+	}
+	tok, err := e.ParseResponse(resp)
+	if err != nil {
+		var re *RefreshError
+		if errors.As(err, &re) {
+			redact(re, current.RefreshToken)
+		}
+		return nil, err
+	}
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = current.RefreshToken
+	}
+	return tok, nil
+}
+
+// ParseResponse reads a token from an answer of the API as Refresh does:
+// the status is classified (see [RefreshError]), the body is read at most
+// 1 MiB and closed, and the tokens are looked for at the configured paths
+// and cookies. It also suits the answer of the API's login call, when that
+// has the same shape. A returned token may lack a refresh token.
+func (e *JSONEndpoint) ParseResponse(resp *http.Response) (*oauth2.Token, error) {
+	body, err := readBody(resp.Body, resp.StatusCode, DefaultMaxBodySize)
+	if err != nil {
+		return nil, classifyTransport(err)
+	}
+	tok, note, rerr := parseAnswer(e.spec(), resp.StatusCode, resp.Header, body, time.Now())
+	if rerr != nil {
+		return nil, rerr
+	}
+	e.noted.log(e.Logger, note, logURL(e.URL))
+	return tok, nil
+}
+
+// newRequest builds the refresh request.
+func (e *JSONEndpoint) newRequest(ctx context.Context, refresh string) (*http.Request, error) {
+	if e.URL == "" {
+		return nil, errors.New("refresher: JSONEndpoint has no URL")
+	}
+	if err := checkURL(e.URL); err != nil {
+		return nil, fmt.Errorf("refresher: JSONEndpoint's URL %w", err)
+	}
+	field := orDefault(e.RefreshTokenField, "refresh_token")
+	var (
+		body        io.Reader
+		contentType string
+	)
+	switch e.SendAs {
+	case SendJSON:
+		m := make(map[string]string, len(e.Fields)+1)
+		for k, v := range e.Fields {
+			m[k] = v
+		}
+		m[field] = refresh
+		b, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		body, contentType = bytes.NewReader(b), "application/json"
+	case SendForm:
+		v := make(url.Values, len(e.Fields)+1)
+		for k, s := range e.Fields {
+			v.Set(k, s)
+		}
+		v.Set(field, refresh)
+		body, contentType = strings.NewReader(v.Encode()), "application/x-www-form-urlencoded"
+	case SendCookie:
+	default:
+		return nil, errors.New("refresher: JSONEndpoint has an unknown SendAs")
+	}
+	req, err := http.NewRequestWithContext(ctx, orDefault(e.Method, http.MethodPost), e.URL, body)
+	if err != nil {
+		return nil, errors.New("refresher: JSONEndpoint has an invalid Method")
+	}
+	for k, vs := range e.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	if e.SendAs == SendCookie {
+		c := &http.Cookie{Name: orDefault(e.RefreshCookie, field), Value: refresh}
+		if err := c.Valid(); err != nil {
+			return nil, errors.New("refresher: the refresh token cannot be sent as a cookie (invalid cookie name or value)")
+		}
+		req.AddCookie(c)
+	}
+	return req, nil
+}
+
+// spec translates e's fields into an answerSpec.
+func (e *JSONEndpoint) spec() answerSpec {
+	path := func(p, def string) string {
+		switch p {
+		case "":
+			return def
+		case "-":
+			return ""
+		}
+		return p
+	}
+	return answerSpec{
+		access:        path(e.AccessTokenPath, "access_token"),
+		refresh:       path(e.RefreshTokenPath, "refresh_token"),
+		expiresIn:     path(e.ExpiresInPath, "expires_in"),
+		tokenType:     path(e.TokenTypePath, "token_type"),
+		accessCookie:  e.AccessCookieName,
+		refreshCookie: e.RefreshCookieName,
+	}
+}
+
+func (e *JSONEndpoint) httpClient() *http.Client {
+	if e.HTTPClient != nil {
+		return e.HTTPClient
+	}
+	e.once.Do(func() { e.client = NewHTTPClient(ClientConfig{Logger: e.Logger}) })
+	return e.client
+}
+
+// orDefault returns s, or def if s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
