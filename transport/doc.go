@@ -5,4 +5,13 @@
 //
 // The token lifecycle (caching, expiry, single-flight refresh, persistence)
 // lives in the refresher package; a [Transport] only asks.
+//
+// # Where the token goes
+//
+// A Transport never sends the token where it was not meant to go: not to a
+// redirect that left the original host or went from https to http, not to a
+// host outside the list given to [WithAllowedHosts], and not over plain http
+// to a host that is not loopback ([ErrInsecureHTTP], unless
+// [WithInsecureHTTP]). Nothing it logs, and no error it returns, contains a
+// token. SECURITY.md at the repository root has the threat model.
 package transport

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 )
@@ -40,6 +41,41 @@ func WithReplayLimit(n int64) Option {
 // contains a token. Default: no logging.
 func WithLogger(l *slog.Logger) Option {
 	return func(t *Transport) { t.log = l }
+}
+
+// WithAllowedHosts bounds where the token goes: when set, a request carries
+// the token only if its URL matches one of hosts. An entry is a host name or
+// IP address ("api.example.com", "10.0.0.7", "::1"), which matches any scheme
+// and port; a host and port ("api.example.com:8443"); or an origin
+// ("https://api.example.com", "http://127.0.0.1:8080"), which matches that
+// scheme, host and port (the scheme's default port when none is given).
+// Host names match exactly, without case; subdomains are not included. A
+// request to any other host is sent as it is, without a token and without a
+// refresh on 401, like a redirect to another host. Calling WithAllowedHosts
+// with no hosts sends no token anywhere. Default: every host, subject to the
+// redirect and plain-http rules.
+//
+// WithAllowedHosts panics if an entry is not a host or an origin (an origin
+// with a path, a query or user information is not).
+func WithAllowedHosts(hosts ...string) Option {
+	list := make([]allowed, 0, len(hosts))
+	for _, h := range hosts {
+		a, err := parseAllowed(h)
+		if err != nil {
+			panic(fmt.Sprintf("transport: WithAllowedHosts: %q is not a host or an origin: %v", h, err))
+		}
+		list = append(list, a)
+	}
+	return func(t *Transport) { t.allowed = list }
+}
+
+// WithInsecureHTTP allows the token to be sent over plain http to any host.
+// Without it, a request that would carry a token over http to a host other
+// than a loopback one (localhost, 127.0.0.0/8, ::1) fails with
+// [ErrInsecureHTTP] and is not sent. Anyone on the network path can read a
+// token sent over plain http: use this only on a network you trust.
+func WithInsecureHTTP() Option {
+	return func(t *Transport) { t.insecureHTTP = true }
 }
 
 type skipKey struct{}

@@ -30,8 +30,17 @@ type Source interface {
 // It honours the RoundTripper contract: the caller's request is never
 // modified and its body is closed on every path. A request is sent as it is,
 // without token and without refresh, when it already carries an
-// Authorization header, when its context was made by [SkipAuth], or when it
-// follows a redirect to another host.
+// Authorization header, when its context was made by [SkipAuth], when it
+// follows a redirect to another host or from https to http, or when its host
+// is not in the allow-list set by [WithAllowedHosts]. A request that would
+// carry a token over plain http to a host that is not loopback fails with
+// [ErrInsecureHTTP] unless [WithInsecureHTTP] is given.
+//
+// A 401 answer (or another status set by [WithRefreshOn]) triggers a refresh
+// unless its WWW-Authenticate header says a new token will not help: a
+// challenge for the token's scheme with error="insufficient_scope" or
+// error="invalid_request" (RFC 6750 §3.1), or challenges only for other
+// schemes, such as Basic or Digest. Such an answer is returned untouched.
 //
 // A Transport is safe for concurrent use by multiple goroutines.
 type Transport struct {
@@ -40,6 +49,10 @@ type Transport struct {
 	refreshOn   []int
 	replayLimit int64
 	log         *slog.Logger
+
+	allowed      []allowed      // nil: every host; see WithAllowedHosts
+	insecureHTTP bool           // see WithInsecureHTTP
+	jar          http.CookieJar // non-nil: the session is in cookies; see WithCookieJar
 }
 
 // New returns a Transport that takes its tokens from src. It panics if src
@@ -77,8 +90,12 @@ func (t *Transport) baseRT() http.RoundTripper {
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	if skipped(ctx) || req.Header.Get("Authorization") != "" || !redirectKeepsToken(req) {
+	if !t.attaches(req) {
 		return t.baseRT().RoundTrip(req)
+	}
+	if err := checkScheme(req.URL, t.insecureHTTP); err != nil {
+		closeBody(req)
+		return nil, err
 	}
 	tok, err := t.src.Token(ctx)
 	if err != nil {
@@ -89,8 +106,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: read request body: %w", err)
 	}
-	resp, err := t.baseRT().RoundTrip(authorize(req, tok, body, size))
-	if err != nil || !slices.Contains(t.refreshOn, resp.StatusCode) {
+	resp, err := t.baseRT().RoundTrip(t.authorize(req, tok, body, size))
+	if err != nil || !t.refreshMayHeal(req, resp, tok) {
 		return resp, err
 	}
 
@@ -120,13 +137,53 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	drainClose(resp.Body)
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: replaying with the refreshed token",
 		slog.String("method", req.Method), slog.String("host", req.URL.Host))
-	return t.baseRT().RoundTrip(authorize(req, fresh, body, size))
+	return t.baseRT().RoundTrip(t.authorize(req, fresh, body, size))
 }
 
-// authorize returns a copy of req that carries tok and body.
-func authorize(req *http.Request, tok *oauth2.Token, body io.ReadCloser, size int64) *http.Request {
+// attaches reports whether req is to carry the token: it does not carry its
+// own Authorization header, was not made with [SkipAuth], and the scope
+// rules (see scope.go) allow its destination.
+func (t *Transport) attaches(req *http.Request) bool {
+	switch {
+	case req.URL == nil || skipped(req.Context()) || req.Header.Get("Authorization") != "":
+		return false
+	case !redirectKeepsToken(req):
+		t.log.LogAttrs(req.Context(), slog.LevelDebug, "transport: redirected off the original host or to http; sending without a token",
+			slog.String("host", req.URL.Host))
+		return false
+	case t.allowed != nil && !slices.ContainsFunc(t.allowed, func(a allowed) bool { return a.match(req.URL) }):
+		t.log.LogAttrs(req.Context(), slog.LevelDebug, "transport: host not in the allow-list; sending without a token",
+			slog.String("host", req.URL.Host))
+		return false
+	}
+	return true
+}
+
+// refreshMayHeal reports whether resp, the answer to req sent with tok, is
+// one that a refresh may heal: its status is one of the trigger statuses and
+// its WWW-Authenticate challenges, if any, blame the token (see
+// refreshMayHelp).
+func (t *Transport) refreshMayHeal(req *http.Request, resp *http.Response, tok *oauth2.Token) bool {
+	if !slices.Contains(t.refreshOn, resp.StatusCode) {
+		return false
+	}
+	if !refreshMayHelp(resp.Header, tok.Type()) {
+		t.log.LogAttrs(req.Context(), slog.LevelDebug, "transport: the challenge does not ask for a new token; not refreshing",
+			slog.Int("status", resp.StatusCode), slog.String("host", req.URL.Host))
+		return false
+	}
+	return true
+}
+
+// authorize returns a copy of req that carries tok (or, in a cookie
+// session, the jar's current cookies) and body.
+func (t *Transport) authorize(req *http.Request, tok *oauth2.Token, body io.ReadCloser, size int64) *http.Request {
 	r := req.Clone(req.Context())
-	r.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
+	if t.jar != nil {
+		applyJar(r, t.jar)
+	} else {
+		r.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
+	}
 	r.Body = body
 	r.ContentLength = size
 	return r
