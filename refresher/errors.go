@@ -74,13 +74,13 @@ func (e *RefreshError) Is(target error) bool {
 }
 
 // Temporary reports whether the failure is transient: a network error, a
-// timeout, a 429 or a 5xx answer. A dead session is never temporary.
+// timeout, a 408, a 429 or a 5xx answer. A dead session is never temporary.
 func (e *RefreshError) Temporary() bool {
 	if errors.Is(e, ErrReauthRequired) {
 		return false
 	}
 	switch {
-	case e.StatusCode == 429, e.StatusCode >= 500:
+	case e.StatusCode == 408, e.StatusCode == 429, e.StatusCode >= 500:
 		return true
 	case e.StatusCode != 0:
 		return false

@@ -35,9 +35,11 @@ type Source struct {
 	// It is written only with mu held.
 	cur atomic.Pointer[entry]
 
-	mu     sync.Mutex // guards flight and dead, and serialises writes of cur
-	flight *call      // the refresh in progress, if any
-	dead   error      // why the session is over; nil while it lives
+	mu      sync.Mutex // guards flight, dead, backoff and retryAt, and serialises writes of cur
+	flight  *call      // the refresh in progress, if any
+	dead    error      // why the session is over; nil while it lives
+	backoff error      // the last failure, returned until retryAt
+	retryAt time.Time  // no refresh before this time (the server's Retry-After)
 }
 
 // entry is an immutable snapshot of the current token.
@@ -132,6 +134,12 @@ func (s *Source) Refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Toke
 		s.mu.Unlock()
 		return nil, err
 	}
+	if s.backoff != nil && s.now().Before(s.retryAt) {
+		// The server asked to wait (Retry-After): fail fast until then.
+		err := s.backoff
+		s.mu.Unlock()
+		return nil, err
+	}
 	c := s.flight
 	if c == nil {
 		c = &call{done: make(chan struct{})}
@@ -164,7 +172,7 @@ func (s *Source) SetToken(ctx context.Context, t *oauth2.Token) error {
 		}
 	}
 	s.cur.Store(s.newEntry(t, false))
-	s.dead = nil
+	s.dead, s.backoff = nil, nil
 	return nil
 }
 
@@ -195,6 +203,10 @@ func (s *Source) run(ctx context.Context, c *call, cur *entry) {
 	}
 
 	s.mu.Lock()
+	s.backoff, s.retryAt = nil, time.Time{}
+	if re := (*RefreshError)(nil); errors.As(err, &re) && re.RetryAfter > 0 && !errors.Is(err, ErrReauthRequired) {
+		s.backoff, s.retryAt = err, s.now().Add(re.RetryAfter)
+	}
 	switch {
 	case err == nil:
 		s.cur.Store(s.newEntry(tok, false))

@@ -494,3 +494,26 @@ func TestRefreshErrorMessageNamesStatusAndCode(t *testing.T) {
 	assert.True(t, (&refresher.RefreshError{StatusCode: 429}).Temporary())
 	assert.False(t, (&refresher.RefreshError{StatusCode: 404}).Temporary())
 }
+
+func TestRetryAfterIsHonouredBeforeTheNextRefresh(t *testing.T) {
+	clock := newFakeClock()
+	r, tok := newRotator()
+	r.fail = &refresher.RefreshError{StatusCode: 429, RetryAfter: time.Minute}
+	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now))
+	ctx := context.Background()
+
+	_, err := src.Refresh(ctx, tok)
+	require.Error(t, err)
+	_, err = src.Refresh(ctx, tok)
+	var re *refresher.RefreshError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, 429, re.StatusCode, "the waiting caller gets the server's answer")
+	assert.Equal(t, int64(1), r.calls.Load(), "no call while the server asked to wait")
+
+	clock.Advance(time.Minute)
+	r.fail = nil
+	got, err := src.Refresh(ctx, tok)
+	require.NoError(t, err)
+	assert.Equal(t, "access-1", got.AccessToken)
+	assert.Equal(t, int64(2), r.calls.Load(), "endpoint calls")
+}
