@@ -21,6 +21,12 @@ type Option func(*Source)
 
 // WithToken sets the first token. Without it the Source loads its first
 // token from the Store, or asks the login callback.
+//
+// The token is not written to the Store. A Store shared with other
+// processes is taken to hold the newest token, so at the next refresh a
+// stored token that differs from this one is adopted instead of refreshing:
+// to replace a stored session after a new login, use [Source.SetToken],
+// which saves the token first.
 func WithToken(t *oauth2.Token) Option {
 	return func(s *Source) { s.initial = cloneToken(t) }
 }
