@@ -1,0 +1,534 @@
+package refresher_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"github.com/autorefresh/autorefresh/refresher"
+)
+
+// fileToken returns a distinct token for n whose access and refresh tokens
+// end with the same suffix, so that a torn pair is easy to spot.
+func fileToken(n int) *oauth2.Token {
+	return &oauth2.Token{
+		AccessToken:  fmt.Sprintf("access-%d", n),
+		TokenType:    "Bearer",
+		RefreshToken: fmt.Sprintf("refresh-%d", n),
+		Expiry:       time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC).Add(time.Duration(n) * time.Minute),
+	}
+}
+
+// assertSameToken checks the fields a FileStore keeps.
+func assertSameToken(t *testing.T, want, got *oauth2.Token) {
+	t.Helper()
+	require.NotNil(t, got)
+	assert.Equal(t, want.AccessToken, got.AccessToken, "access token")
+	assert.Equal(t, want.TokenType, got.TokenType, "token type")
+	assert.Equal(t, want.RefreshToken, got.RefreshToken, "refresh token")
+	assert.True(t, want.Expiry.Equal(got.Expiry), "expiry: got %v, want %v", got.Expiry, want.Expiry)
+}
+
+// tokenPath returns the path of a token file in a fresh directory.
+func tokenPath(t *testing.T) string {
+	return filepath.Join(t.TempDir(), "token.json")
+}
+
+func skipOnWindows(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no Unix file modes")
+	}
+}
+
+func TestFileStoreRoundTrip(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "nested", "dir", "token.json")
+	s := refresher.NewFileStore(path)
+
+	// Extra fields are not kept, and do not get in the way.
+	want := fileToken(1).WithExtra(map[string]any{"id_token": "x"})
+	require.NoError(t, s.Save(ctx, want))
+	got, err := s.Load(ctx)
+	require.NoError(t, err)
+	assertSameToken(t, want, got)
+
+	// Another FileStore on the same path, as another process would see it.
+	got, err = refresher.NewFileStore(path).Load(ctx)
+	require.NoError(t, err)
+	assertSameToken(t, want, got)
+
+	// Unknown expiry and no refresh token survive as such.
+	bare := &oauth2.Token{AccessToken: "only-access"}
+	require.NoError(t, s.Save(ctx, bare))
+	got, err = s.Load(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "only-access", got.AccessToken)
+	assert.Empty(t, got.RefreshToken)
+	assert.True(t, got.Expiry.IsZero(), "expiry: got %v, want zero", got.Expiry)
+
+	// The file is plain JSON with a format version.
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), `"version": 1`)
+}
+
+func TestFileStoreSaveRefusesEmptyToken(t *testing.T) {
+	s := refresher.NewFileStore(tokenPath(t))
+	assert.Error(t, s.Save(t.Context(), nil))
+	assert.Error(t, s.Save(t.Context(), &oauth2.Token{RefreshToken: "r"}))
+	_, err := os.Stat(s.Path())
+	assert.ErrorIs(t, err, os.ErrNotExist, "a refused token must not create the file")
+}
+
+func TestFileStoreWritesMode0600(t *testing.T) {
+	skipOnWindows(t)
+	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
+	defer cancel()
+	path := tokenPath(t)
+	s := refresher.NewFileStore(path)
+
+	require.NoError(t, s.Save(ctx, fileToken(1)))
+	require.NoError(t, s.Save(ctx, fileToken(2))) // a replacement too
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "token file mode")
+
+	unlock, err := s.Lock(ctx)
+	require.NoError(t, err)
+	require.NoError(t, unlock())
+	fi, err = os.Stat(path + ".lock")
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "lock file mode")
+}
+
+func TestFileStoreRefusesFileOthersCanAccess(t *testing.T) {
+	skipOnWindows(t)
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o620, 0o602, 0o666} {
+		t.Run(fmt.Sprintf("%04o", mode), func(t *testing.T) {
+			path := tokenPath(t)
+			s := refresher.NewFileStore(path)
+			require.NoError(t, s.Save(t.Context(), fileToken(1)))
+			require.NoError(t, os.Chmod(path, mode))
+
+			got, err := s.Load(t.Context())
+			require.Error(t, err)
+			assert.Nil(t, got)
+			msg := err.Error()
+			assert.Contains(t, msg, path, "the error names the file")
+			assert.Contains(t, msg, fmt.Sprintf("%04o", mode), "the error names the mode")
+			assert.Contains(t, msg, "chmod 600", "the error says how to fix it")
+			assert.NotContains(t, msg, "access-1")
+			assert.NotContains(t, msg, "refresh-1")
+		})
+	}
+}
+
+func TestFileStoreMissingFileIsNoToken(t *testing.T) {
+	path := tokenPath(t)
+	got, err := refresher.NewFileStore(path).Load(t.Context())
+	assert.NoError(t, err)
+	assert.Nil(t, got)
+	_, err = os.Stat(path)
+	assert.ErrorIs(t, err, os.ErrNotExist, "Load must not create the file")
+}
+
+func TestFileStoreReportsCorruptFileWithoutItsContents(t *testing.T) {
+	skipOnWindows(t)
+	const secret = "s3cr3t-token-value"
+	for _, tc := range []struct {
+		name, content, why string
+	}{
+		{"empty", "", "empty"},
+		{"truncated", `{"version":1,"access_token":"` + secret, "invalid JSON"},
+		{"not JSON", secret, "invalid JSON"},
+		{"torn after a token", `{"version":1,"access_token":"` + secret + `"}` + secret, "invalid JSON"},
+		{"not an object", `["` + secret + `"]`, "not an object"},
+		{"wrong type", `{"version":1,"access_token":{"v":"` + secret + `"}}`, `"access_token"`},
+		{"no version", `{"access_token":"` + secret + `"}`, "version 0"},
+		{"future version", `{"version":2,"access_token":"` + secret + `"}`, "version 2"},
+		{"no access token", `{"version":1,"refresh_token":"` + secret + `"}`, "no access_token"},
+		{"bad expiry", `{"version":1,"access_token":"a","expiry":"` + secret + `"}`, "expiry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tokenPath(t)
+			require.NoError(t, os.WriteFile(path, []byte(tc.content), 0o600))
+			got, err := refresher.NewFileStore(path).Load(t.Context())
+			require.Error(t, err)
+			assert.Nil(t, got)
+			msg := err.Error()
+			assert.Contains(t, msg, path, "the error names the file")
+			assert.Contains(t, msg, "corrupt")
+			assert.Contains(t, msg, tc.why)
+			assert.NotContains(t, msg, secret, "the error quotes the file")
+		})
+	}
+}
+
+// listDir returns the names in dir.
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestFileStoreSaveReplacesAtomicallyWithoutTempFiles(t *testing.T) {
+	ctx := t.Context()
+	path := tokenPath(t)
+	dir := filepath.Dir(path)
+	s := refresher.NewFileStore(path)
+
+	// Concurrent saves: every one is whole, the last rename wins, and no
+	// temporary file stays behind.
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			for j := range 8 {
+				assert.NoError(t, s.Save(ctx, fileToken(100*i+j)))
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.Load(ctx)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(strings.TrimPrefix(got.AccessToken, "access-"))
+	require.NoError(t, err, "access token %q", got.AccessToken)
+	assertSameToken(t, fileToken(n), got)
+	assert.Equal(t, []string{"token.json"}, listDir(t, dir))
+
+	// A save that fails half-way leaves the old token and no temporary file.
+	require.NoError(t, s.Save(ctx, fileToken(1)))
+	failing := refresher.NewFileStore(path)
+	refresher.SetFileStoreWrite(failing, func(f *os.File, data []byte) error {
+		if _, err := f.Write(data[:len(data)/2]); err != nil {
+			return err
+		}
+		return errors.New("disk full")
+	})
+	err = failing.Save(ctx, fileToken(2))
+	require.ErrorContains(t, err, "disk full")
+	assert.NotContains(t, err.Error(), "access-2")
+	got, err = s.Load(ctx)
+	require.NoError(t, err)
+	assertSameToken(t, fileToken(1), got)
+	assert.Equal(t, []string{"token.json"}, listDir(t, dir))
+}
+
+// lockResult is the outcome of a Lock call made on another goroutine.
+type lockResult struct {
+	unlock func() error
+	err    error
+}
+
+func lockAsync(ctx context.Context, s *refresher.FileStore) <-chan lockResult {
+	ch := make(chan lockResult, 1)
+	go func() {
+		u, err := s.Lock(ctx)
+		ch <- lockResult{u, err}
+	}()
+	return ch
+}
+
+// await returns the outcome of a lockAsync, failing after helperTimeout.
+func await(t *testing.T, ch <-chan lockResult) lockResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(helperTimeout):
+		t.Fatal("Lock did not return")
+		return lockResult{}
+	}
+}
+
+// assertLockBusy checks that s cannot take the lock within a short wait.
+func assertLockBusy(t *testing.T, s *refresher.FileStore) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	unlock, err := s.Lock(ctx)
+	if err == nil {
+		unlock()
+		t.Fatal("Lock succeeded while another holder has the lock")
+	}
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestFileStoreLockExcludesSecondHolder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
+	defer cancel()
+	path := tokenPath(t)
+	a := refresher.NewFileStore(path)
+	b := refresher.NewFileStore(path) // its own descriptor, as in another process
+
+	unlockA, err := a.Lock(ctx)
+	require.NoError(t, err)
+
+	assertLockBusy(t, a) // same FileStore, another goroutine
+	assertLockBusy(t, b) // another FileStore on the same path
+	// What another process sees: the OS lock on the lock file is held.
+	other := flock.New(path + ".lock")
+	ok, err := other.TryLock()
+	require.NoError(t, err)
+	assert.False(t, ok, "the lock file is not locked")
+
+	// Waiters of both kinds get the lock, one after the other, once it is
+	// released.
+	waitA, waitB := lockAsync(ctx, a), lockAsync(ctx, b)
+	require.NoError(t, unlockA())
+	second := waitB
+	var r lockResult
+	select {
+	case r = <-waitA:
+	case r = <-waitB:
+		second = waitA
+	case <-time.After(helperTimeout):
+		t.Fatal("no waiter got the lock after it was released")
+	}
+	require.NoError(t, r.err)
+	select {
+	case r2 := <-second:
+		r2.unlock()
+		t.Fatal("two holders at once")
+	case <-time.After(20 * time.Millisecond):
+	}
+	require.NoError(t, r.unlock())
+	r = await(t, second)
+	require.NoError(t, r.err)
+
+	// Unlocking twice does not release the lock of the next holder.
+	require.NoError(t, unlockA())
+	assertLockBusy(t, a)
+	require.NoError(t, r.unlock())
+
+	unlock, err := a.Lock(ctx)
+	require.NoError(t, err)
+	require.NoError(t, unlock())
+}
+
+func TestFileStoreLockHonoursContextCancellation(t *testing.T) {
+	path := tokenPath(t)
+	a := refresher.NewFileStore(path)
+	b := refresher.NewFileStore(path)
+	unlockA, err := a.Lock(t.Context())
+	require.NoError(t, err)
+
+	// A waiter in the same FileStore and a waiter polling the OS lock.
+	ctx, cancel := context.WithCancel(t.Context())
+	waitA, waitB := lockAsync(ctx, a), lockAsync(ctx, b)
+	cancel()
+	for _, w := range []<-chan lockResult{waitA, waitB} {
+		r := await(t, w)
+		assert.ErrorIs(t, r.err, context.Canceled)
+		assert.Nil(t, r.unlock)
+	}
+
+	// An already cancelled context fails at once, even with a free lock.
+	require.NoError(t, unlockA())
+	_, err = b.Lock(ctx)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	// The cancelled waiters left nothing held.
+	ctx, cancel = context.WithTimeout(t.Context(), helperTimeout)
+	defer cancel()
+	for _, s := range []*refresher.FileStore{a, b} {
+		unlock, err := s.Lock(ctx)
+		require.NoError(t, err)
+		require.NoError(t, unlock())
+	}
+}
+
+func TestFileStoreLockHeldByKilledProcessIsReleased(t *testing.T) {
+	path := tokenPath(t)
+	h := startHelper(t, "hold-lock", helperStoreEnv+"="+path)
+	h.expect("locked")
+	s := refresher.NewFileStore(path)
+	assertLockBusy(t, s)
+
+	h.kill()
+	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
+	defer cancel()
+	unlock, err := s.Lock(ctx)
+	require.NoError(t, err, "the lock of a killed process was not released")
+	require.NoError(t, unlock())
+}
+
+// helperHoldLock takes the lock of the store and holds it until killed.
+func helperHoldLock(in *bufio.Scanner, out io.Writer) error {
+	s := refresher.NewFileStore(os.Getenv(helperStoreEnv))
+	if _, err := s.Lock(context.Background()); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "locked")
+	for in.Scan() {
+	}
+	return errors.New("not killed")
+}
+
+func TestFileStoreKilledMidSaveKeepsOldToken(t *testing.T) {
+	ctx := t.Context()
+	path := tokenPath(t)
+	s := refresher.NewFileStore(path)
+	require.NoError(t, s.Save(ctx, fileToken(1)))
+
+	h := startHelper(t, "slow-save", helperStoreEnv+"="+path)
+	tmp := h.expect("writing ")
+	// The helper is inside Save: half of the new token is on disk, in the
+	// temporary file.
+	data, err := os.ReadFile(tmp)
+	require.NoError(t, err)
+	require.NotEmpty(t, data)
+	h.kill()
+
+	got, err := s.Load(ctx)
+	require.NoError(t, err)
+	assertSameToken(t, fileToken(1), got)
+
+	// The debris of the crash does not get in the way of the next save.
+	require.NoError(t, s.Save(ctx, fileToken(3)))
+	got, err = s.Load(ctx)
+	require.NoError(t, err)
+	assertSameToken(t, fileToken(3), got)
+}
+
+// helperSlowSave saves fileToken(2) through a write that stops half-way,
+// reports the temporary file's name and waits to be killed.
+func helperSlowSave(in *bufio.Scanner, out io.Writer) error {
+	s := refresher.NewFileStore(os.Getenv(helperStoreEnv))
+	refresher.SetFileStoreWrite(s, func(f *os.File, data []byte) error {
+		if _, err := f.Write(data[:len(data)/2]); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "writing", f.Name())
+		for in.Scan() {
+		}
+		return errors.New("not killed")
+	})
+	return s.Save(context.Background(), fileToken(2))
+}
+
+func TestFileStoreKilledAtAnyPointOfSaveLeavesWholeToken(t *testing.T) {
+	ctx := t.Context()
+	path := tokenPath(t)
+	s := refresher.NewFileStore(path)
+	require.NoError(t, s.Save(ctx, fileToken(0)))
+
+	// Each helper saves tokens in a tight loop and is killed wherever it
+	// happens to be once it has saved a few: in the write, the fsync, the
+	// rename or between saves.
+	last := 0
+	for round, saves := range []int{1, 7, 20} {
+		first := last + 1
+		h := startHelper(t, "save-loop", helperStoreEnv+"="+path, "REFRESHER_TEST_FIRST="+strconv.Itoa(first))
+		for range saves {
+			h.expect("saved ")
+		}
+		h.kill()
+
+		got, err := s.Load(ctx)
+		require.NoError(t, err, "round %d", round)
+		n, err := strconv.Atoi(strings.TrimPrefix(got.AccessToken, "access-"))
+		require.NoError(t, err, "round %d: access token %q", round, got.AccessToken)
+		assertSameToken(t, fileToken(n), got)
+		assert.GreaterOrEqual(t, n, first+saves-1, "round %d: a finished save was lost", round)
+		t.Logf("round %d: killed after %d reported saves; the file holds save %d", round, saves, n-first+1)
+		last = n
+	}
+}
+
+// helperSaveLoop saves fileToken(n) for n = $REFRESHER_TEST_FIRST, n+1, ...
+// until it is killed, and says "saved n" after each save.
+func helperSaveLoop(_ *bufio.Scanner, out io.Writer) error {
+	s := refresher.NewFileStore(os.Getenv(helperStoreEnv))
+	n, err := strconv.Atoi(os.Getenv("REFRESHER_TEST_FIRST"))
+	if err != nil {
+		return err
+	}
+	for i := n; ; i++ {
+		if err := s.Save(context.Background(), fileToken(i)); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "saved", i)
+	}
+}
+
+func TestFileStoreSharedBySourcesRefreshesOnce(t *testing.T) {
+	ctx := t.Context()
+	path := tokenPath(t)
+	initial := &oauth2.Token{AccessToken: "a0", RefreshToken: "r0", TokenType: "Bearer"}
+	require.NoError(t, refresher.NewFileStore(path).Save(ctx, initial))
+
+	// A rotating server: each refresh token works once.
+	var (
+		mu      sync.Mutex // guards current
+		current = "r0"
+		calls   atomic.Int32
+	)
+	endpoint := refresher.EndpointFunc(func(_ context.Context, t *oauth2.Token) (*oauth2.Token, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		n := calls.Add(1)
+		if t.RefreshToken != current {
+			return nil, &refresher.RefreshError{StatusCode: 400, Code: "invalid_grant"}
+		}
+		current = fmt.Sprintf("r%d", n)
+		return &oauth2.Token{AccessToken: fmt.Sprintf("a%d", n), RefreshToken: current, TokenType: "Bearer"}, nil
+	})
+
+	// Several Sources, each with its own FileStore on the same file, as
+	// several processes would have. None is given a token.
+	const sources = 6
+	var srcs []*refresher.Source
+	for range sources {
+		srcs = append(srcs, refresher.NewSource(endpoint, refresher.WithStore(refresher.NewFileStore(path))))
+	}
+	for _, src := range srcs {
+		tok, err := src.Token(ctx)
+		require.NoError(t, err, "the first token comes from the file")
+		assert.Equal(t, "a0", tok.AccessToken)
+	}
+
+	// All of them find the token rejected at once.
+	var wg sync.WaitGroup
+	toks := make([]*oauth2.Token, sources)
+	for i, src := range srcs {
+		wg.Go(func() {
+			tok, err := src.Refresh(ctx, initial)
+			assert.NoError(t, err)
+			toks[i] = tok
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, int32(1), calls.Load(), "endpoint calls")
+	for i, tok := range toks {
+		if assert.NotNil(t, tok, "source %d", i) {
+			assert.Equal(t, "a1", tok.AccessToken, "source %d", i)
+		}
+	}
+	stored, err := refresher.NewFileStore(path).Load(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "r1", stored.RefreshToken)
+}
