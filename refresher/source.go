@@ -35,11 +35,12 @@ type Source struct {
 	// It is written only with mu held.
 	cur atomic.Pointer[entry]
 
-	mu      sync.Mutex // guards flight, dead, backoff and retryAt, and serialises writes of cur
-	flight  *call      // the refresh in progress, if any
-	dead    error      // why the session is over; nil while it lives
-	backoff error      // the last failure, returned until retryAt
-	retryAt time.Time  // no refresh before this time (the server's Retry-After)
+	mu      sync.Mutex    // guards flight, dead, backoff and retryAt, and serialises writes of cur
+	flight  *call         // the refresh in progress, if any
+	dead    error         // why the session is over; nil while it lives
+	deadTok *oauth2.Token // the token whose refresh was refused, to tell it from a new one in the Store
+	backoff error         // the last failure, returned until retryAt
+	retryAt time.Time     // no refresh before this time (the server's Retry-After)
 }
 
 // entry is an immutable snapshot of the current token.
@@ -129,7 +130,9 @@ func (s *Source) Refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Toke
 		s.mu.Unlock()
 		return cur.tok, nil
 	}
-	if s.dead != nil && s.login == nil {
+	if s.dead != nil && s.login == nil && s.store == nil {
+		// Nothing can revive the session but SetToken. (With a Store,
+		// the refresh below looks for a token saved by another process.)
 		err := s.dead
 		s.mu.Unlock()
 		return nil, err
@@ -172,7 +175,7 @@ func (s *Source) SetToken(ctx context.Context, t *oauth2.Token) error {
 		}
 	}
 	s.cur.Store(s.newEntry(t, false))
-	s.dead, s.backoff = nil, nil
+	s.dead, s.deadTok, s.backoff = nil, nil, nil
 	return nil
 }
 
@@ -210,7 +213,7 @@ func (s *Source) run(ctx context.Context, c *call, cur *entry) {
 	switch {
 	case err == nil:
 		s.cur.Store(s.newEntry(tok, false))
-		s.dead = nil
+		s.dead, s.deadTok = nil, nil
 	case errors.Is(err, ErrReauthRequired):
 		// The session is over: forget the token so that every caller
 		// fails fast until a new one is set.
@@ -232,15 +235,12 @@ func (s *Source) run(ctx context.Context, c *call, cur *entry) {
 // refreshed, else from the Endpoint (or the login callback when the session
 // is over). On a failed Save it returns the new token and the error.
 func (s *Source) obtain(ctx context.Context, cur *entry) (*oauth2.Token, error) {
-	if cur != nil && cur.unsaved {
-		if err := s.store.Save(ctx, cur.tok); err != nil {
-			return cur.tok, &RefreshError{Err: fmt.Errorf("save token: %w", err)}
-		}
-		return cur.tok, nil
-	}
+	s.mu.Lock()
+	dead, known := s.dead, s.deadTok
+	s.mu.Unlock()
 	var old *oauth2.Token
 	if cur != nil {
-		old = cur.tok
+		old, known = cur.tok, cur.tok
 	}
 	if l, ok := s.store.(Locker); ok {
 		unlock, err := l.Lock(ctx)
@@ -253,14 +253,21 @@ func (s *Source) obtain(ctx context.Context, cur *entry) (*oauth2.Token, error) 
 			}
 		}()
 	}
+	if cur != nil && cur.unsaved {
+		if err := s.store.Save(ctx, cur.tok); err != nil {
+			return cur.tok, &RefreshError{Err: fmt.Errorf("save token: %w", err)}
+		}
+		return cur.tok, nil
+	}
 	if s.store != nil {
 		st, err := s.store.Load(ctx)
 		if err != nil {
 			return nil, &RefreshError{Err: fmt.Errorf("load token: %w", err)}
 		}
-		if st != nil && st.AccessToken != "" && (old == nil || !sameToken(st, old)) {
-			// Another holder of the Store refreshed (or this is the first
-			// token): adopt it unless it is itself due.
+		if st != nil && st.AccessToken != "" && (known == nil || !sameToken(st, known)) {
+			// Another holder of the Store refreshed or logged in (or
+			// this is the first token): adopt it unless it is itself due.
+			dead = nil
 			if e := s.newEntry(st, false); e.refreshAt.IsZero() || s.now().Before(e.refreshAt) {
 				s.log.LogAttrs(ctx, slog.LevelDebug, "refresher: adopted the stored token")
 				return st, nil
@@ -268,9 +275,6 @@ func (s *Source) obtain(ctx context.Context, cur *entry) (*oauth2.Token, error) 
 			old = st
 		}
 	}
-	s.mu.Lock()
-	dead := s.dead
-	s.mu.Unlock()
 	switch {
 	case dead != nil:
 		return s.relogin(ctx, old, dead)
@@ -315,8 +319,15 @@ func (s *Source) storedNewer(ctx context.Context, old *oauth2.Token) *oauth2.Tok
 	return st
 }
 
-// relogin asks the login callback for a new token, or returns cause.
+// relogin asks the login callback for a new token, or returns cause. old,
+// if not nil, is the token that can no longer be refreshed: it is
+// remembered, so that it is not adopted again from the Store.
 func (s *Source) relogin(ctx context.Context, old *oauth2.Token, cause error) (*oauth2.Token, error) {
+	if old != nil {
+		s.mu.Lock()
+		s.deadTok = old
+		s.mu.Unlock()
+	}
 	if s.login == nil {
 		return nil, cause
 	}

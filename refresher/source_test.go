@@ -517,3 +517,37 @@ func TestRetryAfterIsHonouredBeforeTheNextRefresh(t *testing.T) {
 	assert.Equal(t, "access-1", got.AccessToken)
 	assert.Equal(t, int64(2), r.calls.Load(), "endpoint calls")
 }
+
+func TestDeadSourcePicksUpTokenSavedByAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	r, tok := newRotator()
+	store := refresher.NewMemoryStore(nil)
+	src := refresher.NewSource(r, refresher.WithStore(store))
+	_, err := src.Token(ctx)
+	require.ErrorIs(t, err, refresher.ErrNoToken)
+
+	// Another process logs in and saves its token to the shared Store.
+	require.NoError(t, store.Save(ctx, tok))
+	got, err := src.Token(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tok.AccessToken, got.AccessToken)
+	assert.Zero(t, r.calls.Load(), "endpoint calls")
+}
+
+func TestRejectedTokenInStoreIsNotAdoptedAgain(t *testing.T) {
+	ctx := context.Background()
+	r, tok := newRotator()
+	r.fail = &refresher.RefreshError{StatusCode: 400, Code: "invalid_grant"}
+	store := refresher.NewMemoryStore(tok)
+	src := refresher.NewSource(r, refresher.WithStore(store))
+
+	first, err := src.Token(ctx)
+	require.NoError(t, err)
+	_, err = src.Refresh(ctx, first)
+	require.ErrorIs(t, err, refresher.ErrReauthRequired)
+	for range 5 {
+		_, err = src.Token(ctx)
+		require.ErrorIs(t, err, refresher.ErrReauthRequired)
+	}
+	assert.Equal(t, int64(1), r.calls.Load(), "endpoint calls: the dead token in the Store is not refreshed again")
+}
