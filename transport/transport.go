@@ -87,6 +87,15 @@ func (t *Transport) baseRT() http.RoundTripper {
 	return http.DefaultTransport
 }
 
+// CloseIdleConnections closes the idle connections of the base
+// RoundTripper, if it has such a method. [http.Client.CloseIdleConnections]
+// calls it.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.baseRT().(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()

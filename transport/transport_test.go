@@ -423,3 +423,18 @@ func noEndpoint(t *testing.T) refresher.Endpoint {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// idleCloser is a RoundTripper that counts CloseIdleConnections calls.
+type idleCloser struct {
+	http.RoundTripper
+	calls int
+}
+
+func (c *idleCloser) CloseIdleConnections() { c.calls++ }
+
+func TestCloseIdleConnectionsReachesTheBase(t *testing.T) {
+	base := &idleCloser{RoundTripper: http.DefaultTransport}
+	c := transport.NewClient(refresher.NewSource(noEndpoint(t)), transport.WithBase(base))
+	c.CloseIdleConnections()
+	assert.Equal(t, 1, base.calls)
+}
