@@ -52,6 +52,7 @@ type config struct {
 	server, mode, user, password string
 	ttl                          time.Duration
 	rounds, burst                int
+	insecureHTTP                 bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -65,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ttl, "ttl", 2*time.Second, "access token lifetime of the in-process server")
 	fs.IntVar(&cfg.rounds, "rounds", 2, "how many access token expiries to live through")
 	fs.IntVar(&cfg.burst, "burst", 20, "concurrent calls in the burst after each expiry")
+	fs.BoolVar(&cfg.insecureHTTP, "insecure-http", false, "allow tokens over plain http to a server that is not on loopback")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -134,6 +136,9 @@ func newApp(cfg config, stdout io.Writer) (*app, error) {
 		topts = append(topts, transport.WithCookieJar(jar))
 	}
 	a.src = refresher.NewSource(refresher.EndpointFunc(a.refresh), refresher.WithLogin(a.login))
+	if cfg.insecureHTTP {
+		topts = append(topts, transport.WithInsecureHTTP())
+	}
 	topts = append(topts, transport.WithBase(&tracer{app: a, base: http.DefaultTransport}))
 	a.client = transport.NewClient(a.src, topts...)
 	a.client.Jar = a.jar
