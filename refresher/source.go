@@ -212,7 +212,16 @@ func (s *Source) run(ctx context.Context, c *call, cur *entry) {
 	}
 	switch {
 	case err == nil:
-		s.cur.Store(s.newEntry(tok, false))
+		e := s.newEntry(tok, false)
+		if !e.refreshAt.IsZero() && !s.now().Before(e.refreshAt) {
+			// A token that is due on arrival (a skewed clock, a server
+			// that lies about expiry) would be refreshed again on every
+			// use: rely on the server's 401 instead.
+			s.log.LogAttrs(ctx, slog.LevelWarn, "refresher: the new token is already due by the local clock; refreshing it only when rejected",
+				slog.Time("expiry", tok.Expiry))
+			e.refreshAt = time.Time{}
+		}
+		s.cur.Store(e)
 		s.dead, s.deadTok = nil, nil
 	case errors.Is(err, ErrReauthRequired):
 		// The session is over: forget the token so that every caller

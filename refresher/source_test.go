@@ -551,3 +551,25 @@ func TestRejectedTokenInStoreIsNotAdoptedAgain(t *testing.T) {
 	}
 	assert.Equal(t, int64(1), r.calls.Load(), "endpoint calls: the dead token in the Store is not refreshed again")
 }
+
+func TestTokenDueOnArrivalIsNotRefreshedOnEveryUse(t *testing.T) {
+	clock := newFakeClock()
+	r, tok := newRotator()
+	r.expiresIn, r.clock = -time.Minute, clock.Now // the server's tokens look expired here
+	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now))
+	ctx := context.Background()
+
+	fresh, err := src.Refresh(ctx, tok)
+	require.NoError(t, err)
+	for range 10 {
+		got, err := src.Token(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, fresh.AccessToken, got.AccessToken)
+	}
+	assert.Equal(t, int64(1), r.calls.Load(), "endpoint calls")
+
+	// A rejection still refreshes it.
+	got, err := src.Refresh(ctx, fresh)
+	require.NoError(t, err)
+	assert.Equal(t, "access-2", got.AccessToken)
+}
