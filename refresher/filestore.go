@@ -1,6 +1,7 @@
 package refresher
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,30 +17,15 @@ import (
 
 	"github.com/gofrs/flock"
 	"golang.org/x/oauth2"
+
+	"github.com/autorefresh/autorefresh/internal/tokenjson"
 )
-
-// fileFormatVersion is the version of the on-disk format written by a
-// FileStore. Load refuses any other version.
-const fileFormatVersion = 1
-
-// maxFileSize bounds what Load reads: a token file is a few kilobytes.
-const maxFileSize = 1 << 20
 
 // Polling bounds of the wait for another process's lock.
 const (
 	minLockPoll = time.Millisecond
 	maxLockPoll = 25 * time.Millisecond
 )
-
-// fileToken is the on-disk form of a token. Fields are only ever added;
-// a change that older readers would misread bumps Version.
-type fileToken struct {
-	Version      int    `json:"version"`
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type,omitempty"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-	Expiry       string `json:"expiry,omitempty"` // RFC 3339; absent: unknown
-}
 
 // FileStore is a [Store] that keeps the token in a JSON file readable by its
 // owner only, and a [Locker] that coordinates every process (and goroutine)
@@ -120,59 +106,15 @@ func (s *FileStore) Load(ctx context.Context) (*oauth2.Token, error) {
 		return nil, fmt.Errorf("refresher: token file %s has mode %04o: group or others may read or write it; "+
 			"restrict it with \"chmod 600 %s\"", s.path, perm, s.path)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, tokenjson.MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("refresher: read token file: %w", err)
 	}
-	t, why := decodeToken(data)
+	t, why := tokenjson.Decode(data)
 	if why != "" {
 		return nil, fmt.Errorf("refresher: token file %s is corrupt: %s", s.path, why)
 	}
 	return t, nil
-}
-
-// decodeToken parses a token file. On failure it returns a reason that
-// quotes nothing from data.
-func decodeToken(data []byte) (*oauth2.Token, string) {
-	if len(data) == 0 {
-		return nil, "it is empty"
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Sprintf("it is larger than %d bytes", maxFileSize)
-	}
-	var ft fileToken
-	if err := json.Unmarshal(data, &ft); err != nil {
-		var syn *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &syn):
-			return nil, fmt.Sprintf("invalid JSON at byte %d of %d", syn.Offset, len(data))
-		case errors.As(err, &typ) && typ.Field != "":
-			return nil, fmt.Sprintf("field %q holds a JSON %s", typ.Field, typ.Value)
-		case errors.As(err, &typ):
-			return nil, fmt.Sprintf("it holds a JSON %s, not an object", typ.Value)
-		}
-		return nil, "invalid JSON"
-	}
-	if ft.Version != fileFormatVersion {
-		return nil, fmt.Sprintf("format version %d is not supported (want %d)", ft.Version, fileFormatVersion)
-	}
-	if ft.AccessToken == "" {
-		return nil, "it has no access_token"
-	}
-	t := &oauth2.Token{
-		AccessToken:  ft.AccessToken,
-		TokenType:    ft.TokenType,
-		RefreshToken: ft.RefreshToken,
-	}
-	if ft.Expiry != "" {
-		exp, err := time.Parse(time.RFC3339Nano, ft.Expiry)
-		if err != nil {
-			return nil, "expiry is not an RFC 3339 time"
-		}
-		t.Expiry = exp
-	}
-	return t, ""
 }
 
 // Save replaces the file's token with t, atomically, with mode 0600.
@@ -183,20 +125,17 @@ func (s *FileStore) Save(ctx context.Context, t *oauth2.Token) error {
 	if t == nil || t.AccessToken == "" {
 		return errors.New("refresher: save token file: the token has no access token")
 	}
-	ft := fileToken{
-		Version:      fileFormatVersion,
-		AccessToken:  t.AccessToken,
-		TokenType:    t.TokenType,
-		RefreshToken: t.RefreshToken,
-	}
-	if !t.Expiry.IsZero() {
-		ft.Expiry = t.Expiry.Format(time.RFC3339Nano)
-	}
-	data, err := json.MarshalIndent(ft, "", "  ")
+	compact, err := tokenjson.Encode(t)
 	if err != nil {
 		return fmt.Errorf("refresher: save token file: %w", err)
 	}
-	data = append(data, '\n')
+	// The file is indented and ends with a newline, for people who read it.
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, compact, "", "  "); err != nil {
+		return fmt.Errorf("refresher: save token file: %w", err)
+	}
+	buf.WriteByte('\n')
+	data := buf.Bytes()
 	if err := s.replace(data); err != nil {
 		return fmt.Errorf("refresher: save token file: %w", err)
 	}

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,30 +9,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
 
+	"github.com/autorefresh/autorefresh/internal/tokenjson"
 	"github.com/autorefresh/autorefresh/refresher"
 )
-
-// formatVersion is the version of the stored JSON. Load refuses any other.
-const formatVersion = 1
-
-// maxValueSize bounds what Load accepts: a token is a few kilobytes.
-const maxValueSize = 1 << 20
 
 var (
 	_ refresher.Store  = (*Store)(nil)
 	_ refresher.Locker = (*Store)(nil)
 )
-
-// storedToken is the stored form of a token, the same JSON as a
-// [refresher.FileStore] file. Fields are only ever added; a change that
-// older readers would misread bumps Version.
-type storedToken struct {
-	Version      int    `json:"version"`
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type,omitempty"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-	Expiry       string `json:"expiry,omitempty"` // RFC 3339; absent: unknown
-}
 
 // Store is a [refresher.Store] that keeps a token as JSON under one Redis
 // key, and a [refresher.Locker] whose lock is a lease on a second key (by
@@ -114,55 +97,11 @@ func (s *Store) Load(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: load token from key %q: %w", s.key, err)
 	}
-	t, why := decodeToken(data)
+	t, why := tokenjson.Decode(data)
 	if why != "" {
 		return nil, fmt.Errorf("redisstore: the value of key %q is not a token: %s", s.key, why)
 	}
 	return t, nil
-}
-
-// decodeToken parses a stored token. On failure it returns a reason that
-// quotes nothing from data.
-func decodeToken(data []byte) (*oauth2.Token, string) {
-	if len(data) == 0 {
-		return nil, "it is empty"
-	}
-	if len(data) > maxValueSize {
-		return nil, fmt.Sprintf("it is larger than %d bytes", maxValueSize)
-	}
-	var st storedToken
-	if err := json.Unmarshal(data, &st); err != nil {
-		var syn *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &syn):
-			return nil, fmt.Sprintf("invalid JSON at byte %d of %d", syn.Offset, len(data))
-		case errors.As(err, &typ) && typ.Field != "":
-			return nil, fmt.Sprintf("field %q holds a JSON %s", typ.Field, typ.Value)
-		case errors.As(err, &typ):
-			return nil, fmt.Sprintf("it holds a JSON %s, not an object", typ.Value)
-		}
-		return nil, "invalid JSON"
-	}
-	if st.Version != formatVersion {
-		return nil, fmt.Sprintf("format version %d is not supported (want %d)", st.Version, formatVersion)
-	}
-	if st.AccessToken == "" {
-		return nil, "it has no access_token"
-	}
-	t := &oauth2.Token{
-		AccessToken:  st.AccessToken,
-		TokenType:    st.TokenType,
-		RefreshToken: st.RefreshToken,
-	}
-	if st.Expiry != "" {
-		exp, err := time.Parse(time.RFC3339Nano, st.Expiry)
-		if err != nil {
-			return nil, "expiry is not an RFC 3339 time"
-		}
-		t.Expiry = exp
-	}
-	return t, ""
 }
 
 // Save replaces the stored token with t. It does not check the lease: the
@@ -172,16 +111,7 @@ func (s *Store) Save(ctx context.Context, t *oauth2.Token) error {
 	if t == nil || t.AccessToken == "" {
 		return errors.New("redisstore: save token: the token has no access token")
 	}
-	st := storedToken{
-		Version:      formatVersion,
-		AccessToken:  t.AccessToken,
-		TokenType:    t.TokenType,
-		RefreshToken: t.RefreshToken,
-	}
-	if !t.Expiry.IsZero() {
-		st.Expiry = t.Expiry.Format(time.RFC3339Nano)
-	}
-	data, err := json.Marshal(st)
+	data, err := tokenjson.Encode(t)
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
