@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,10 +196,14 @@ func TestNoTokenInLogsErrorsOrRequestLog(t *testing.T) {
 			MaxRetryAfter: time.Second,
 		})
 	}
+	// skew moves the Sources' clock ahead, past a Retry-After.
+	var skew atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	newSource := func(ep refresher.Endpoint, tok *oauth2.Token) *refresher.Source {
 		sec.addToken(tok)
 		return refresher.NewSource(ep,
 			refresher.WithToken(tok),
+			refresher.WithClock(clock),
 			refresher.WithStore(refresher.NewMemoryStore(nil)),
 			refresher.WithLogger(log),
 			refresher.WithRefreshHook(func(old, nt *oauth2.Token) {
@@ -263,6 +268,9 @@ func TestNoTokenInLogsErrorsOrRequestLog(t *testing.T) {
 		srv.FailRefreshes(1, http.StatusTooManyRequests, time.Hour)
 		_, err = get(c, testserver.PathMe)
 		require.Error(t, err)
+		_, err = get(c, testserver.PathMe) // waits for the Retry-After: fails fast
+		require.Error(t, err)
+		skew.Store(int64(2 * time.Hour))
 		srv.FailRefreshes(1, http.StatusBadRequest, 0)
 		_, err = get(c, testserver.PathMe)
 		require.Error(t, err)
