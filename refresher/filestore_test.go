@@ -361,11 +361,11 @@ func TestFileStoreLockHonoursContextCancellation(t *testing.T) {
 func TestFileStoreLockHeldByKilledProcessIsReleased(t *testing.T) {
 	path := tokenPath(t)
 	h := startHelper(t, "hold-lock", helperStoreEnv+"="+path)
-	h.expect("locked")
+	h.Expect("locked")
 	s := refresher.NewFileStore(path)
 	assertLockBusy(t, s)
 
-	h.kill()
+	h.Kill()
 	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
 	defer cancel()
 	unlock, err := s.Lock(ctx)
@@ -392,13 +392,13 @@ func TestFileStoreKilledMidSaveKeepsOldToken(t *testing.T) {
 	require.NoError(t, s.Save(ctx, fileToken(1)))
 
 	h := startHelper(t, "slow-save", helperStoreEnv+"="+path)
-	tmp := h.expect("writing ")
+	tmp := h.Expect("writing ")
 	// The helper is inside Save: half of the new token is on disk, in the
 	// temporary file.
 	data, err := os.ReadFile(tmp)
 	require.NoError(t, err)
 	require.NotEmpty(t, data)
-	h.kill()
+	h.Kill()
 
 	got, err := s.Load(ctx)
 	require.NoError(t, err)
@@ -444,9 +444,9 @@ func TestFileStoreKilledAtAnyPointOfSaveLeavesWholeToken(t *testing.T) {
 		first := last + 1
 		h := startHelper(t, "save-loop", helperStoreEnv+"="+path, "REFRESHER_TEST_FIRST="+strconv.Itoa(first))
 		for range saves {
-			h.expect("saved ")
+			h.Expect("saved ")
 		}
-		h.kill()
+		h.Kill()
 
 		got, err := s.Load(ctx)
 		require.NoError(t, err, "round %d", round)

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/autorefresh/autorefresh/internal/fleet"
 	"github.com/autorefresh/autorefresh/refresher"
 	"github.com/autorefresh/autorefresh/testserver"
 	"github.com/autorefresh/autorefresh/transport"
@@ -49,11 +50,8 @@ func TestMultiProcessSharedFileStoreRefreshesOncePerExpiry(t *testing.T) {
 	path := tokenPath(t)
 	require.NoError(t, refresher.NewFileStore(path).Save(ctx, tok))
 
-	helpers := make([]*helper, mpProcesses)
-	for i := range helpers {
-		helpers[i] = startHelper(t, "multi-process",
-			helperStoreEnv+"="+path, helperURLEnv+"="+srv.URL())
-	}
+	helpers := helperBinary.StartN(t, mpProcesses, "multi-process",
+		helperStoreEnv+"="+path, helperURLEnv+"="+srv.URL())
 
 	var requests, failed, clientRefreshes int64
 	for round := 0; round <= mpExpiries; round++ {
@@ -61,14 +59,10 @@ func TestMultiProcessSharedFileStoreRefreshesOncePerExpiry(t *testing.T) {
 		if round > 0 {
 			srv.ExpireAccessTokens()
 		}
-		for _, h := range helpers {
-			h.send("round %d", round)
-		}
 		var roundRefreshes int64
-		for i, h := range helpers {
-			var r, ok, bad, refreshes int64
-			line := h.expect("done ")
-			if _, err := fmt.Sscanf(line, "%d ok=%d failed=%d refreshes=%d", &r, &ok, &bad, &refreshes); err != nil || r != int64(round) {
+		for i, line := range fleet.Round(helpers, round) {
+			var ok, bad, refreshes int64
+			if _, err := fmt.Sscanf(line, "ok=%d failed=%d refreshes=%d", &ok, &bad, &refreshes); err != nil {
 				t.Fatalf("process %d: got %q, want the report of round %d (%v)", i, line, round, err)
 			}
 			requests += ok + bad
@@ -84,12 +78,7 @@ func TestMultiProcessSharedFileStoreRefreshesOncePerExpiry(t *testing.T) {
 			break // the figures below tell the rest
 		}
 	}
-	for _, h := range helpers {
-		h.end()
-	}
-	for _, h := range helpers {
-		h.finish()
-	}
+	fleet.Stop(helpers)
 
 	st := srv.Stats()
 	t.Logf("processes=%d expiries=%d requests=%d failed=%d refreshes=%d rotations=%d reuse_detections=%d 401s=%d",
@@ -126,11 +115,7 @@ func helperMultiProcess(in *bufio.Scanner, out io.Writer) error {
 	defer closeIdle()
 
 	ctx := context.Background()
-	for in.Scan() {
-		var round int
-		if _, err := fmt.Sscanf(in.Text(), "round %d", &round); err != nil {
-			return fmt.Errorf("bad command %q: %v", in.Text(), err)
-		}
+	return fleet.Rounds(in, out, func(round int) string {
 		var ok, failed atomic.Int64
 		var wg sync.WaitGroup
 		for range mpWorkers {
@@ -146,9 +131,8 @@ func helperMultiProcess(in *bufio.Scanner, out io.Writer) error {
 			})
 		}
 		wg.Wait()
-		fmt.Fprintf(out, "done %d ok=%d failed=%d refreshes=%d\n", round, ok.Load(), failed.Load(), refreshes.Swap(0))
-	}
-	return in.Err()
+		return fmt.Sprintf("ok=%d failed=%d refreshes=%d", ok.Load(), failed.Load(), refreshes.Swap(0))
+	})
 }
 
 // newDemoClient returns a client of the test server at baseURL as its

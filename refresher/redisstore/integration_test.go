@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/autorefresh/autorefresh/internal/fleet"
 	"github.com/autorefresh/autorefresh/refresher"
 	"github.com/autorefresh/autorefresh/refresher/redisstore"
 	"github.com/autorefresh/autorefresh/testserver"
@@ -93,13 +94,13 @@ func TestRealRedisLeaseOfKilledHolderExpires(t *testing.T) {
 	rc := newClient(t, addr)
 	s := redisstore.New(rc, testKey)
 
-	h := startHelper(t, "holder", "hold-lease", redisAddrEnv+"="+addr, keyEnv+"="+testKey)
-	h.expect("locked")
+	h := helperBinary.Start(t, "holder", "hold-lease", redisAddrEnv+"="+addr, keyEnv+"="+testKey)
+	h.Expect("locked")
 	assertLockBusy(t, s)
 	pttl, err := rc.PTTL(ctx, s.LockKey()).Result()
 	require.NoError(t, err)
 	assert.Greater(t, pttl, time.Duration(0))
-	h.kill()
+	h.Kill()
 
 	// The holder is gone without unlocking; its lease expires.
 	waitCtx, cancel := context.WithTimeout(ctx, helperTimeout)
@@ -150,13 +151,10 @@ func TestReplicasShareOneRefreshThroughRedis(t *testing.T) {
 	require.NoError(t, redisstore.New(newClient(t, addr), testKey).Save(ctx, tok))
 
 	start := time.Now()
-	var hs []*helper
-	for i := range replicas {
-		hs = append(hs, startHelper(t, fmt.Sprintf("replica %d", i), "replica",
-			redisAddrEnv+"="+addr, keyEnv+"="+testKey, serverURLEnv+"="+srv.URL()))
-	}
+	hs := helperBinary.StartN(t, replicas, "replica",
+		redisAddrEnv+"="+addr, keyEnv+"="+testKey, serverURLEnv+"="+srv.URL())
 	for _, h := range hs {
-		h.expect("ready")
+		h.Expect("ready")
 	}
 	started := time.Since(start)
 
@@ -165,27 +163,16 @@ func TestReplicasShareOneRefreshThroughRedis(t *testing.T) {
 		if round > 0 {
 			srv.ExpireAccessTokens()
 		}
-		for _, h := range hs {
-			h.send("round %d", round)
-		}
-		for _, h := range hs {
+		for i, line := range fleet.Round(hs, round) {
 			var o, f, r int
-			line := h.expect(fmt.Sprintf("done %d ", round))
 			_, err := fmt.Sscanf(line, "ok=%d failed=%d refreshed=%d", &o, &f, &r)
-			require.NoError(t, err, "helper %s: line %q", h.name, line)
+			require.NoError(t, err, "helper %s: line %q", hs[i].Name(), line)
 			ok, failed, refreshed = ok+o, failed+f, refreshed+r
 		}
 	}
 	rounds := time.Since(start) - started
 
-	// Stop them all at once: a process built with -race lingers a second
-	// at exit.
-	for _, h := range hs {
-		h.stdin.Close()
-	}
-	for _, h := range hs {
-		h.finish()
-	}
+	fleet.Stop(hs)
 
 	st := srv.Stats()
 	t.Logf("%d replicas, %d rounds of %d requests each, %d expiries: %d requests ok, %d failed; "+
@@ -229,11 +216,7 @@ func helperReplica(in *bufio.Scanner, out io.Writer) error {
 	defer client.CloseIdleConnections()
 
 	fmt.Fprintln(out, "ready")
-	for in.Scan() {
-		var round int
-		if _, err := fmt.Sscanf(in.Text(), "round %d", &round); err != nil {
-			return fmt.Errorf("bad command %q", in.Text())
-		}
+	return fleet.Rounds(in, out, func(round int) string {
 		before := refreshed.Load()
 		var ok, failed atomic.Int64
 		var wg sync.WaitGroup
@@ -248,9 +231,8 @@ func helperReplica(in *bufio.Scanner, out io.Writer) error {
 			})
 		}
 		wg.Wait()
-		fmt.Fprintf(out, "done %d ok=%d failed=%d refreshed=%d\n", round, ok.Load(), failed.Load(), refreshed.Load()-before)
-	}
-	return in.Err()
+		return fmt.Sprintf("ok=%d failed=%d refreshed=%d", ok.Load(), failed.Load(), refreshed.Load()-before)
+	})
 }
 
 // getMe fetches the protected resource and checks that it was served.

@@ -1,18 +1,11 @@
 package redisstore_test
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/autorefresh/autorefresh/internal/fleet"
 )
 
 // The test binary re-executes itself as helper processes: when helperEnv
@@ -27,163 +20,19 @@ const (
 
 // helperTimeout bounds every wait of a parent for one line of a helper, so
 // that a stuck helper fails the test instead of hanging it.
-const helperTimeout = 30 * time.Second
+const helperTimeout = fleet.Timeout
 
 // helperRoles are the roles a helper process can play, by name.
-var helperRoles = map[string]func(in *bufio.Scanner, out io.Writer) error{
+var helperRoles = map[string]fleet.Role{
 	"hold-lease": helperHoldLease,
 	"replica":    helperReplica,
 }
 
+// helperBinary starts helper processes, which TestMain diverts to their
+// role.
+var helperBinary = fleet.Binary{RoleEnv: helperEnv}
+
 func TestMain(m *testing.M) {
-	if role := os.Getenv(helperEnv); role != "" {
-		os.Exit(runHelper(role))
-	}
+	fleet.Serve(helperEnv, helperRoles) // exits if this process is a helper
 	goleak.VerifyTestMain(m)
-}
-
-// runHelper plays role and returns the process's exit code.
-func runHelper(role string) int {
-	run, ok := helperRoles[role]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "helper: unknown role %q\n", role)
-		return 2
-	}
-	if err := run(bufio.NewScanner(os.Stdin), os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "helper %s: %v\n", role, err)
-		return 1
-	}
-	return 0
-}
-
-// helper is a helper process seen from the parent test.
-type helper struct {
-	t      *testing.T
-	name   string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stderr *lockedBuffer
-	lines  chan string // the helper's stdout, line by line; closed at EOF
-	waited bool
-	err    error // the helper's exit status, once waited
-}
-
-// startHelper starts the test binary as a helper process playing role, with
-// env added to its environment. The process is killed at the end of the
-// test if it is still running.
-func startHelper(t *testing.T, name, role string, env ...string) *helper {
-	t.Helper()
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), append([]string{helperEnv + "=" + role}, env...)...)
-	h := &helper{t: t, name: name, cmd: cmd, stderr: new(lockedBuffer), lines: make(chan string, 16)}
-	cmd.Stderr = h.stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.stdin = stdin
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start helper %s: %v", name, err)
-	}
-	go func() {
-		defer close(h.lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			h.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(func() {
-		h.cmd.Process.Kill()
-		h.wait()
-	})
-	return h
-}
-
-// send writes one line to the helper's stdin.
-func (h *helper) send(format string, args ...any) {
-	h.t.Helper()
-	if _, err := fmt.Fprintf(h.stdin, format+"\n", args...); err != nil {
-		h.t.Fatalf("helper %s: send: %v\nstderr:\n%s", h.name, err, h.stderr)
-	}
-}
-
-// expect waits for the helper's next line, which must start with prefix,
-// and returns the rest of it.
-func (h *helper) expect(prefix string) string {
-	h.t.Helper()
-	timer := time.NewTimer(helperTimeout)
-	defer timer.Stop()
-	select {
-	case line, ok := <-h.lines:
-		if !ok {
-			h.t.Fatalf("helper %s ended while the test expected %q: %v\nstderr:\n%s",
-				h.name, prefix, h.wait(), h.stderr)
-		}
-		rest, found := strings.CutPrefix(line, prefix)
-		if !found {
-			h.t.Fatalf("helper %s: got line %q, want one starting with %q\nstderr:\n%s",
-				h.name, line, prefix, h.stderr)
-		}
-		return rest
-	case <-timer.C:
-		h.t.Fatalf("helper %s: no line %q within %v\nstderr:\n%s", h.name, prefix, helperTimeout, h.stderr)
-	}
-	return ""
-}
-
-// kill kills the helper with SIGKILL and waits until it is gone.
-func (h *helper) kill() {
-	h.t.Helper()
-	if err := h.cmd.Process.Kill(); err != nil {
-		h.t.Fatalf("kill helper %s: %v", h.name, err)
-	}
-	h.wait()
-}
-
-// finish closes the helper's stdin, which tells it to end, and checks that
-// it exits successfully.
-func (h *helper) finish() {
-	h.t.Helper()
-	h.stdin.Close()
-	stuck := time.AfterFunc(helperTimeout, func() { h.cmd.Process.Kill() })
-	defer stuck.Stop()
-	if err := h.wait(); err != nil {
-		h.t.Fatalf("helper %s: %v\nstderr:\n%s", h.name, err, h.stderr)
-	}
-}
-
-// wait waits for the helper to exit and returns its exit status. Lines the
-// test did not read are discarded.
-func (h *helper) wait() error {
-	if h.waited {
-		return h.err
-	}
-	h.waited = true
-	// Read to the end first: Wait closes the pipe once the process exits.
-	for range h.lines {
-	}
-	h.err = h.cmd.Wait()
-	return h.err
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type lockedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

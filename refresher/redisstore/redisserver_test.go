@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/autorefresh/autorefresh/internal/fleet"
 )
 
 // startRedisServer starts a redis-server on 127.0.0.1 at a free port, with
@@ -56,7 +58,7 @@ func tryStartRedisServer(t *testing.T, bin string) (addr, out string, ok bool) {
 	// The server logs to stdout; it is ready when it says so.
 	ready := make(chan struct{})
 	exited := make(chan struct{})
-	log := new(lockedBuffer)
+	log := new(fleet.LockedBuffer)
 	go func() {
 		defer close(exited)
 		notify := ready
