@@ -2,6 +2,7 @@ package refresher_test
 
 import (
 	"context"
+	"github.com/autorefresh/autorefresh/internal/safebuf"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -74,7 +75,7 @@ func TestExpiryInference(t *testing.T) {
 }
 
 func TestImplausibleExpiryIsLoggedOnce(t *testing.T) {
-	var buf syncBuffer
+	var buf safebuf.Buffer
 	srv := newAnswerServer(t, jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"SECRET-R1","expires_in":3.6e12}`))
 	ep := &refresher.JSONEndpoint{URL: srv.URL + "/refresh?key=SECRET-K", Logger: slog.New(slog.NewTextHandler(&buf, nil))}
 	for range 3 {
@@ -90,7 +91,7 @@ func TestImplausibleExpiryIsLoggedOnce(t *testing.T) {
 }
 
 func TestOAuth2EndpointLogsImplausibleExpiryOnce(t *testing.T) {
-	var buf syncBuffer
+	var buf safebuf.Buffer
 	srv := newAnswerServer(t, jsonAnswer(200, `{"access_token":"SECRET-A1","expires_in":-1}`))
 	ep := endpointKinds[1].new(srv.URL).(*refresher.OAuth2Endpoint)
 	ep.Logger = slog.New(slog.NewTextHandler(&buf, nil))

@@ -1,9 +1,9 @@
 package refresher_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/autorefresh/autorefresh/internal/safebuf"
 	"io"
 	"log/slog"
 	"net"
@@ -212,7 +212,7 @@ func TestBodyLimitIsConfigurable(t *testing.T) {
 }
 
 func TestHTTPClientLogsRetriesOnlyToTheGivenLogger(t *testing.T) {
-	var buf syncBuffer
+	var buf safebuf.Buffer
 	srv := newAnswerServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
 			w.WriteHeader(503)
@@ -229,22 +229,4 @@ func TestHTTPClientLogsRetriesOnlyToTheGivenLogger(t *testing.T) {
 	assert.Contains(t, out, "retrying request")
 	assert.Contains(t, out, "status: 503")
 	assert.NotContains(t, out, secretMark)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,10 +1,10 @@
 package refresher_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/autorefresh/autorefresh/internal/safebuf"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -445,9 +445,8 @@ func TestRefreshAndFailureHooksReceiveTokens(t *testing.T) {
 
 func TestLoggerNeverPrintsTokens(t *testing.T) {
 	r, tok := newRotator()
-	var buf bytes.Buffer
-	var mu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var buf safebuf.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithLogger(logger))
 	ctx := context.Background()
 
@@ -457,25 +456,12 @@ func TestLoggerNeverPrintsTokens(t *testing.T) {
 	_, err = src.Refresh(ctx, fresh)
 	require.Error(t, err)
 
-	mu.Lock()
 	out := buf.String()
-	mu.Unlock()
 	require.Contains(t, out, "token refreshed")
 	require.Contains(t, out, "refresh failed")
 	for _, secret := range []string{tok.AccessToken, tok.RefreshToken, fresh.AccessToken, fresh.RefreshToken} {
 		assert.NotContains(t, out, secret)
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func TestTokenSourceInteropsWithOAuth2(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/autorefresh/autorefresh/internal/safebuf"
 	"io"
 	"log/slog"
 	"net/http"
@@ -136,24 +137,6 @@ func (f *sniffer) walk(key string, v any) {
 	}
 }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestNoTokenInLogsErrorsOrRequestLog runs sessions of both test server
 // contracts through successful refreshes, injected failures, retries,
 // reuse detection and a revoked session, with every logger at Debug, and
@@ -162,7 +145,7 @@ func (b *syncBuffer) String() string {
 // library's values, and the test server's request log.
 func TestNoTokenInLogsErrorsOrRequestLog(t *testing.T) {
 	var (
-		logs      syncBuffer
+		logs      safebuf.Buffer
 		printedMu sync.Mutex // guards printed
 		printed   []string   // errors and values, formatted
 		sec       = &secrets{}

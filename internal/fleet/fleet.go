@@ -11,13 +11,12 @@ package fleet
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
+	"github.com/autorefresh/autorefresh/internal/safebuf"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -114,7 +113,7 @@ type Helper struct {
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stderr *LockedBuffer
+	stderr *safebuf.Buffer
 	lines  chan string // the helper's stdout, line by line; closed at EOF
 	waited bool
 	err    error // the helper's exit status, once waited
@@ -134,7 +133,7 @@ func (b Binary) Start(t testing.TB, name, role string, env ...string) *Helper {
 		t:      t,
 		name:   name,
 		cmd:    cmd,
-		stderr: new(LockedBuffer),
+		stderr: new(safebuf.Buffer),
 		lines:  make(chan string, 16),
 	}
 	cmd.Stderr = h.stderr
@@ -249,26 +248,4 @@ func (h *Helper) wait() error {
 	}
 	h.err = h.cmd.Wait()
 	return h.err
-}
-
-// LockedBuffer is a bytes.Buffer safe for one writer and concurrent
-// readers, such as the stderr of a process that a test prints when it
-// fails. The zero value is an empty buffer ready to use.
-type LockedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-// Write appends p to the buffer.
-func (b *LockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns what was written so far.
-func (b *LockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

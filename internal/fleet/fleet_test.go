@@ -77,19 +77,3 @@ func TestRoundsRefusesOtherLines(t *testing.T) {
 		t.Errorf("output %q, want %q", out.String(), "done 1 k\n")
 	}
 }
-
-func TestLockedBuffer(t *testing.T) {
-	var b fleet.LockedBuffer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for range 100 {
-			b.Write([]byte("x"))
-		}
-	}()
-	_ = b.String()
-	<-done
-	if got := b.String(); got != strings.Repeat("x", 100) {
-		t.Errorf("got %q", got)
-	}
-}

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"bufio"
+	"github.com/autorefresh/autorefresh/internal/safebuf"
 	"net"
 	"os/exec"
 	"strconv"
@@ -9,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/autorefresh/autorefresh/internal/fleet"
 )
 
 // startRedisServer starts a redis-server on 127.0.0.1 at a free port, with
@@ -58,7 +57,7 @@ func tryStartRedisServer(t *testing.T, bin string) (addr, out string, ok bool) {
 	// The server logs to stdout; it is ready when it says so.
 	ready := make(chan struct{})
 	exited := make(chan struct{})
-	log := new(fleet.LockedBuffer)
+	log := new(safebuf.Buffer)
 	go func() {
 		defer close(exited)
 		notify := ready
