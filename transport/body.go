@@ -9,14 +9,23 @@ import (
 // replayer returns a fresh copy of a request body for a replay.
 type replayer func() (io.ReadCloser, error)
 
+// The replayers of requests without a body: package-level, so that a
+// body-less request allocates no closure.
+var (
+	replayNil    replayer = func() (io.ReadCloser, error) { return nil, nil }
+	replayNoBody replayer = func() (io.ReadCloser, error) { return http.NoBody, nil }
+)
+
 // prepareBody returns the body for the first attempt and, when the body can
 // be sent again, a replayer. A body without GetBody is buffered up to limit
 // bytes; a larger one is sent once, unbuffered beyond the limit, and has no
 // replayer. On error the request body has been closed.
 func prepareBody(req *http.Request, limit int64) (first io.ReadCloser, again replayer, size int64, err error) {
 	switch {
-	case req.Body == nil || req.Body == http.NoBody:
-		return req.Body, func() (io.ReadCloser, error) { return req.Body, nil }, req.ContentLength, nil
+	case req.Body == nil:
+		return nil, replayNil, req.ContentLength, nil
+	case req.Body == http.NoBody:
+		return http.NoBody, replayNoBody, req.ContentLength, nil
 	case req.GetBody != nil:
 		return req.Body, req.GetBody, req.ContentLength, nil
 	}
