@@ -94,8 +94,9 @@ const MaxRequestLog = 100_000
 
 // requestLog is the bounded log behind Server.Requests.
 type requestLog struct {
-	mu      sync.Mutex // guards the fields below
-	records []RequestRecord
+	mu      sync.Mutex      // guards the fields below
+	records []RequestRecord // a ring once full: records[next] is the oldest
+	next    int
 	total   int           // records ever added
 	changed chan struct{} // closed and replaced by add
 }
@@ -103,10 +104,12 @@ type requestLog struct {
 func (l *requestLog) add(r RequestRecord) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.records) >= MaxRequestLog {
-		l.records = slices.Delete(l.records, 0, len(l.records)-MaxRequestLog+1)
+	if len(l.records) < MaxRequestLog {
+		l.records = append(l.records, r)
+	} else {
+		l.records[l.next] = r
+		l.next = (l.next + 1) % MaxRequestLog
 	}
-	l.records = append(l.records, r)
 	l.total++
 	if l.changed != nil {
 		close(l.changed)
@@ -144,7 +147,8 @@ func (s *Server) WaitRequests(ctx context.Context, n int) error {
 func (s *Server) Requests() []RequestRecord {
 	s.reqLog.mu.Lock()
 	defer s.reqLog.mu.Unlock()
-	return slices.Clone(s.reqLog.records)
+	l := &s.reqLog
+	return slices.Concat(l.records[l.next:], l.records[:l.next])
 }
 
 // credNote collects the credential kinds of one request. Only the handler's
