@@ -47,3 +47,25 @@ func (m *MemoryStore) Format(f fmt.State, _ rune) {
 		io.WriteString(f, "refresher.MemoryStore{token: none}")
 	}
 }
+
+// Format prints e, whatever the verb, as
+// "refresher.OAuth2Endpoint{TokenURL: ..., ClientID: ...}": never the
+// client secret.
+func (e *OAuth2Endpoint) Format(f fmt.State, _ rune) {
+	if e == nil || e.Config == nil {
+		io.WriteString(f, "refresher.OAuth2Endpoint{}")
+		return
+	}
+	fmt.Fprintf(f, "refresher.OAuth2Endpoint{TokenURL: %s, ClientID: %s}", e.Config.Endpoint.TokenURL, e.Config.ClientID)
+}
+
+// Format prints e, whatever the verb, as "refresher.JSONEndpoint{URL: ...}":
+// never its extra Fields or Header values, which may hold an API key or a
+// client secret.
+func (e *JSONEndpoint) Format(f fmt.State, _ rune) {
+	if e == nil {
+		io.WriteString(f, "<nil>")
+		return
+	}
+	fmt.Fprintf(f, "refresher.JSONEndpoint{URL: %s}", e.URL)
+}
