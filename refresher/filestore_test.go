@@ -21,29 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/autorefresh/autorefresh/internal/storetest"
 	"github.com/autorefresh/autorefresh/refresher"
 )
-
-// fileToken returns a distinct token for n whose access and refresh tokens
-// end with the same suffix, so that a torn pair is easy to spot.
-func fileToken(n int) *oauth2.Token {
-	return &oauth2.Token{
-		AccessToken:  fmt.Sprintf("access-%d", n),
-		TokenType:    "Bearer",
-		RefreshToken: fmt.Sprintf("refresh-%d", n),
-		Expiry:       time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC).Add(time.Duration(n) * time.Minute),
-	}
-}
-
-// assertSameToken checks the fields a FileStore keeps.
-func assertSameToken(t *testing.T, want, got *oauth2.Token) {
-	t.Helper()
-	require.NotNil(t, got)
-	assert.Equal(t, want.AccessToken, got.AccessToken, "access token")
-	assert.Equal(t, want.TokenType, got.TokenType, "token type")
-	assert.Equal(t, want.RefreshToken, got.RefreshToken, "refresh token")
-	assert.True(t, want.Expiry.Equal(got.Expiry), "expiry: got %v, want %v", got.Expiry, want.Expiry)
-}
 
 // tokenPath returns the path of a token file in a fresh directory.
 func tokenPath(t *testing.T) string {
@@ -62,16 +42,16 @@ func TestFileStoreRoundTrip(t *testing.T) {
 	s := refresher.NewFileStore(path)
 
 	// Extra fields are not kept, and do not get in the way.
-	want := fileToken(1).WithExtra(map[string]any{"id_token": "x"})
+	want := storetest.Token(1).WithExtra(map[string]any{"id_token": "x"})
 	require.NoError(t, s.Save(ctx, want))
 	got, err := s.Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, want, got)
+	storetest.AssertSameToken(t, want, got)
 
 	// Another FileStore on the same path, as another process would see it.
 	got, err = refresher.NewFileStore(path).Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, want, got)
+	storetest.AssertSameToken(t, want, got)
 
 	// Unknown expiry and no refresh token survive as such.
 	bare := &oauth2.Token{AccessToken: "only-access"}
@@ -103,8 +83,8 @@ func TestFileStoreWritesMode0600(t *testing.T) {
 	path := tokenPath(t)
 	s := refresher.NewFileStore(path)
 
-	require.NoError(t, s.Save(ctx, fileToken(1)))
-	require.NoError(t, s.Save(ctx, fileToken(2))) // a replacement too
+	require.NoError(t, s.Save(ctx, storetest.Token(1)))
+	require.NoError(t, s.Save(ctx, storetest.Token(2))) // a replacement too
 	fi, err := os.Stat(path)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "token file mode")
@@ -123,7 +103,7 @@ func TestFileStoreRefusesFileOthersCanAccess(t *testing.T) {
 		t.Run(fmt.Sprintf("%04o", mode), func(t *testing.T) {
 			path := tokenPath(t)
 			s := refresher.NewFileStore(path)
-			require.NoError(t, s.Save(t.Context(), fileToken(1)))
+			require.NoError(t, s.Save(t.Context(), storetest.Token(1)))
 			require.NoError(t, os.Chmod(path, mode))
 
 			got, err := s.Load(t.Context())
@@ -204,7 +184,7 @@ func TestFileStoreSaveReplacesAtomicallyWithoutTempFiles(t *testing.T) {
 	for i := range 16 {
 		wg.Go(func() {
 			for j := range 8 {
-				assert.NoError(t, s.Save(ctx, fileToken(100*i+j)))
+				assert.NoError(t, s.Save(ctx, storetest.Token(100*i+j)))
 			}
 		})
 	}
@@ -213,11 +193,11 @@ func TestFileStoreSaveReplacesAtomicallyWithoutTempFiles(t *testing.T) {
 	require.NoError(t, err)
 	n, err := strconv.Atoi(strings.TrimPrefix(got.AccessToken, "access-"))
 	require.NoError(t, err, "access token %q", got.AccessToken)
-	assertSameToken(t, fileToken(n), got)
+	storetest.AssertSameToken(t, storetest.Token(n), got)
 	assert.Equal(t, []string{"token.json"}, listDir(t, dir))
 
 	// A save that fails half-way leaves the old token and no temporary file.
-	require.NoError(t, s.Save(ctx, fileToken(1)))
+	require.NoError(t, s.Save(ctx, storetest.Token(1)))
 	failing := refresher.NewFileStore(path)
 	refresher.SetFileStoreWrite(failing, func(f *os.File, data []byte) error {
 		if _, err := f.Write(data[:len(data)/2]); err != nil {
@@ -225,12 +205,12 @@ func TestFileStoreSaveReplacesAtomicallyWithoutTempFiles(t *testing.T) {
 		}
 		return errors.New("disk full")
 	})
-	err = failing.Save(ctx, fileToken(2))
+	err = failing.Save(ctx, storetest.Token(2))
 	require.ErrorContains(t, err, "disk full")
 	assert.NotContains(t, err.Error(), "access-2")
 	got, err = s.Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, fileToken(1), got)
+	storetest.AssertSameToken(t, storetest.Token(1), got)
 	assert.Equal(t, []string{"token.json"}, listDir(t, dir))
 }
 
@@ -389,7 +369,7 @@ func TestFileStoreKilledMidSaveKeepsOldToken(t *testing.T) {
 	ctx := t.Context()
 	path := tokenPath(t)
 	s := refresher.NewFileStore(path)
-	require.NoError(t, s.Save(ctx, fileToken(1)))
+	require.NoError(t, s.Save(ctx, storetest.Token(1)))
 
 	h := startHelper(t, "slow-save", helperStoreEnv+"="+path)
 	tmp := h.Expect("writing ")
@@ -402,17 +382,17 @@ func TestFileStoreKilledMidSaveKeepsOldToken(t *testing.T) {
 
 	got, err := s.Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, fileToken(1), got)
+	storetest.AssertSameToken(t, storetest.Token(1), got)
 
 	// The debris of the crash does not get in the way of the next save.
-	require.NoError(t, s.Save(ctx, fileToken(3)))
+	require.NoError(t, s.Save(ctx, storetest.Token(3)))
 	got, err = s.Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, fileToken(3), got)
+	storetest.AssertSameToken(t, storetest.Token(3), got)
 }
 
-// helperSlowSave saves fileToken(2) through a write that stops half-way,
-// reports the temporary file's name and waits to be killed.
+// helperSlowSave saves storetest.Token(2) through a write that stops
+// half-way, reports the temporary file's name and waits to be killed.
 func helperSlowSave(in *bufio.Scanner, out io.Writer) error {
 	s := refresher.NewFileStore(os.Getenv(helperStoreEnv))
 	refresher.SetFileStoreWrite(s, func(f *os.File, data []byte) error {
@@ -427,14 +407,14 @@ func helperSlowSave(in *bufio.Scanner, out io.Writer) error {
 		}
 		return errors.New("not killed")
 	})
-	return s.Save(context.Background(), fileToken(2))
+	return s.Save(context.Background(), storetest.Token(2))
 }
 
 func TestFileStoreKilledAtAnyPointOfSaveLeavesWholeToken(t *testing.T) {
 	ctx := t.Context()
 	path := tokenPath(t)
 	s := refresher.NewFileStore(path)
-	require.NoError(t, s.Save(ctx, fileToken(0)))
+	require.NoError(t, s.Save(ctx, storetest.Token(0)))
 
 	// Each helper saves tokens in a tight loop and is killed wherever it
 	// happens to be once it has saved a few: in the write, the fsync, the
@@ -452,15 +432,15 @@ func TestFileStoreKilledAtAnyPointOfSaveLeavesWholeToken(t *testing.T) {
 		require.NoError(t, err, "round %d", round)
 		n, err := strconv.Atoi(strings.TrimPrefix(got.AccessToken, "access-"))
 		require.NoError(t, err, "round %d: access token %q", round, got.AccessToken)
-		assertSameToken(t, fileToken(n), got)
+		storetest.AssertSameToken(t, storetest.Token(n), got)
 		assert.GreaterOrEqual(t, n, first+saves-1, "round %d: a finished save was lost", round)
 		t.Logf("round %d: killed after %d reported saves; the file holds save %d", round, saves, n-first+1)
 		last = n
 	}
 }
 
-// helperSaveLoop saves fileToken(n) for n = $REFRESHER_TEST_FIRST, n+1, ...
-// until it is killed, and says "saved n" after each save.
+// helperSaveLoop saves storetest.Token(n) for n = $REFRESHER_TEST_FIRST,
+// n+1, ... until it is killed, and says "saved n" after each save.
 func helperSaveLoop(_ *bufio.Scanner, out io.Writer) error {
 	s := refresher.NewFileStore(os.Getenv(helperStoreEnv))
 	n, err := strconv.Atoi(os.Getenv("REFRESHER_TEST_FIRST"))
@@ -468,7 +448,7 @@ func helperSaveLoop(_ *bufio.Scanner, out io.Writer) error {
 		return err
 	}
 	for i := n; ; i++ {
-		if err := s.Save(context.Background(), fileToken(i)); err != nil {
+		if err := s.Save(context.Background(), storetest.Token(i)); err != nil {
 			return err
 		}
 		fmt.Fprintln(out, "saved", i)

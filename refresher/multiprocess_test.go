@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/autorefresh/autorefresh/internal/fleet"
+	"github.com/autorefresh/autorefresh/internal/storetest"
 	"github.com/autorefresh/autorefresh/refresher"
 	"github.com/autorefresh/autorefresh/testserver"
 	"github.com/autorefresh/autorefresh/transport"
@@ -98,7 +98,7 @@ func TestMultiProcessSharedFileStoreRefreshesOncePerExpiry(t *testing.T) {
 	assert.NotEqual(t, tok.RefreshToken, stored.RefreshToken, "the stored refresh token was never rotated")
 	client, closeIdle := newDemoClient(srv.URL(), refresher.NewFileStore(path))
 	defer closeIdle()
-	require.NoError(t, getMe(ctx, client, srv.URL()))
+	require.NoError(t, storetest.GetMe(ctx, client, srv.URL()))
 }
 
 // helperMultiProcess is one process of
@@ -121,7 +121,7 @@ func helperMultiProcess(in *bufio.Scanner, out io.Writer) error {
 		for range mpWorkers {
 			wg.Go(func() {
 				for range mpRequests {
-					if err := getMe(ctx, client, url); err != nil {
+					if err := storetest.GetMe(ctx, client, url); err != nil {
 						failed.Add(1)
 						fmt.Fprintf(os.Stderr, "round %d: %v\n", round, err)
 						continue
@@ -150,23 +150,4 @@ func newDemoClient(baseURL string, st refresher.Store, opts ...refresher.Option)
 	}
 	src := refresher.NewSource(endpoint, append([]refresher.Option{refresher.WithStore(st)}, opts...)...)
 	return transport.NewClient(src, transport.WithBase(base)), base.CloseIdleConnections
-}
-
-// getMe asks the test server who the token belongs to; anything but 200 is
-// an error.
-func getMe(ctx context.Context, client *http.Client, baseURL string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+testserver.PathMe, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", testserver.PathMe, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
 }

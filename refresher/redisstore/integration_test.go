@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/autorefresh/autorefresh/internal/fleet"
+	"github.com/autorefresh/autorefresh/internal/storetest"
 	"github.com/autorefresh/autorefresh/refresher"
 	"github.com/autorefresh/autorefresh/refresher/redisstore"
 	"github.com/autorefresh/autorefresh/testserver"
@@ -37,10 +37,10 @@ func TestRealRedisStoreAndLease(t *testing.T) {
 	got, err := s.Load(ctx)
 	require.NoError(t, err)
 	assert.Nil(t, got, "no token yet")
-	require.NoError(t, s.Save(ctx, testToken(1)))
+	require.NoError(t, s.Save(ctx, storetest.Token(1)))
 	got, err = redisstore.New(newClient(t, addr), testKey).Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, testToken(1), got)
+	storetest.AssertSameToken(t, storetest.Token(1), got)
 
 	// The lease is renewed by the real timer while it is held: wait for
 	// renewals until more than a TTL has passed since it was taken.
@@ -222,7 +222,9 @@ func helperReplica(in *bufio.Scanner, out io.Writer) error {
 		var wg sync.WaitGroup
 		for range replicaRequests {
 			wg.Go(func() {
-				if err := getMe(client, url); err != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
+				defer cancel()
+				if err := storetest.GetMe(ctx, client, url); err != nil {
 					fmt.Fprintf(os.Stderr, "round %d: %v\n", round, err)
 					failed.Add(1)
 					return
@@ -233,24 +235,4 @@ func helperReplica(in *bufio.Scanner, out io.Writer) error {
 		wg.Wait()
 		return fmt.Sprintf("ok=%d failed=%d refreshed=%d", ok.Load(), failed.Load(), refreshed.Load()-before)
 	})
-}
-
-// getMe fetches the protected resource and checks that it was served.
-func getMe(client *http.Client, url string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+testserver.PathMe, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", testserver.PathMe, resp.Status)
-	}
-	return nil
 }

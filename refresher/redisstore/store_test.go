@@ -2,7 +2,6 @@ package redisstore_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/autorefresh/autorefresh/internal/storetest"
 	"github.com/autorefresh/autorefresh/refresher/redisstore"
 )
 
@@ -34,26 +34,6 @@ func newClient(t *testing.T, addr string) *redis.Client {
 	return c
 }
 
-// testToken returns a distinct token for n.
-func testToken(n int) *oauth2.Token {
-	return &oauth2.Token{
-		AccessToken:  fmt.Sprintf("access-%d", n),
-		TokenType:    "Bearer",
-		RefreshToken: fmt.Sprintf("refresh-%d", n),
-		Expiry:       time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC).Add(time.Duration(n) * time.Minute),
-	}
-}
-
-// assertSameToken checks the fields a Store keeps.
-func assertSameToken(t *testing.T, want, got *oauth2.Token) {
-	t.Helper()
-	require.NotNil(t, got)
-	assert.Equal(t, want.AccessToken, got.AccessToken, "access token")
-	assert.Equal(t, want.TokenType, got.TokenType, "token type")
-	assert.Equal(t, want.RefreshToken, got.RefreshToken, "refresh token")
-	assert.True(t, want.Expiry.Equal(got.Expiry), "expiry: got %v, want %v", got.Expiry, want.Expiry)
-}
-
 func TestStoreRoundTrip(t *testing.T) {
 	ctx := t.Context()
 	m, rc := newMiniredis(t)
@@ -61,17 +41,17 @@ func TestStoreRoundTrip(t *testing.T) {
 	assert.Equal(t, testKey, s.Key())
 	assert.Equal(t, testKey+":lock", s.LockKey())
 
-	want := testToken(1).WithExtra(map[string]any{"id_token": "not kept"})
+	want := storetest.Token(1).WithExtra(map[string]any{"id_token": "not kept"})
 	require.NoError(t, s.Save(ctx, want))
 	got, err := s.Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, want, got)
+	storetest.AssertSameToken(t, want, got)
 	assert.Nil(t, got.Extra("id_token"), "extra fields are not stored")
 
 	// Another Store on the same key (another replica) reads it too.
 	got, err = redisstore.New(newClient(t, m.Addr()), testKey).Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, want, got)
+	storetest.AssertSameToken(t, want, got)
 
 	// The value is the versioned JSON a FileStore writes, without expiry.
 	raw, err := m.Get(testKey)
@@ -85,7 +65,7 @@ func TestStoreRoundTrip(t *testing.T) {
 	require.NoError(t, s.Save(ctx, noExpiry))
 	got, err = s.Load(ctx)
 	require.NoError(t, err)
-	assertSameToken(t, noExpiry, got)
+	storetest.AssertSameToken(t, noExpiry, got)
 }
 
 func TestStoreMissingKeyIsNoToken(t *testing.T) {
@@ -150,7 +130,7 @@ func TestStoreReportsRedisFailures(t *testing.T) {
 
 	_, err := s.Load(ctx)
 	assert.ErrorContains(t, err, "injected failure")
-	assert.ErrorContains(t, s.Save(ctx, testToken(1)), "injected failure")
+	assert.ErrorContains(t, s.Save(ctx, storetest.Token(1)), "injected failure")
 	// Lock fails at once instead of waiting for a lease it cannot ask for.
 	unlock, err := s.Lock(ctx)
 	assert.Nil(t, unlock)
@@ -209,10 +189,10 @@ func TestStoreWorksWithUniversalClients(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 			s := redisstore.New(c, testKey+":"+name)
-			require.NoError(t, s.Save(ctx, testToken(3)))
+			require.NoError(t, s.Save(ctx, storetest.Token(3)))
 			got, err := s.Load(ctx)
 			require.NoError(t, err)
-			assertSameToken(t, testToken(3), got)
+			storetest.AssertSameToken(t, storetest.Token(3), got)
 			unlock, err := s.Lock(ctx)
 			require.NoError(t, err)
 			assert.True(t, m.Exists(s.LockKey()))

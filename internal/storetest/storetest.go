@@ -1,0 +1,67 @@
+// Package storetest holds what the tests of the token stores share: a
+// family of distinct tokens, the check that a store gave back the token it
+// was given, and a request to the test server that proves a token works.
+// It is meant for tests only.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"github.com/autorefresh/autorefresh/testserver"
+)
+
+// Token returns a distinct token for n whose access and refresh tokens end
+// with the same suffix, "access-n" and "refresh-n", so that a torn pair is
+// easy to spot. Its expiry has nanoseconds, which a store must keep.
+func Token(n int) *oauth2.Token {
+	return &oauth2.Token{
+		AccessToken:  fmt.Sprintf("access-%d", n),
+		TokenType:    "Bearer",
+		RefreshToken: fmt.Sprintf("refresh-%d", n),
+		Expiry:       time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC).Add(time.Duration(n) * time.Minute),
+	}
+}
+
+// AssertSameToken checks that got holds the fields a store keeps as want
+// has them: the access token, token type, refresh token and expiry. It
+// stops the test if got is nil.
+func AssertSameToken(t testing.TB, want, got *oauth2.Token) {
+	t.Helper()
+	require.NotNil(t, got)
+	assert.Equal(t, want.AccessToken, got.AccessToken, "access token")
+	assert.Equal(t, want.TokenType, got.TokenType, "token type")
+	assert.Equal(t, want.RefreshToken, got.RefreshToken, "refresh token")
+	assert.True(t, want.Expiry.Equal(got.Expiry), "expiry: got %v, want %v", got.Expiry, want.Expiry)
+}
+
+// GetMe asks the test server at baseURL, through client, who the token
+// belongs to. Anything but 200 is an error, which quotes the start of the
+// response body. The body is read to the end, so that the connection can
+// be reused.
+func GetMe(ctx context.Context, client *http.Client, baseURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+testserver.PathMe, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", testserver.PathMe, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
