@@ -214,46 +214,6 @@ func TestFileStoreSaveReplacesAtomicallyWithoutTempFiles(t *testing.T) {
 	assert.Equal(t, []string{"token.json"}, listDir(t, dir))
 }
 
-// lockResult is the outcome of a Lock call made on another goroutine.
-type lockResult struct {
-	unlock func() error
-	err    error
-}
-
-func lockAsync(ctx context.Context, s *refresher.FileStore) <-chan lockResult {
-	ch := make(chan lockResult, 1)
-	go func() {
-		u, err := s.Lock(ctx)
-		ch <- lockResult{u, err}
-	}()
-	return ch
-}
-
-// await returns the outcome of a lockAsync, failing after helperTimeout.
-func await(t *testing.T, ch <-chan lockResult) lockResult {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(helperTimeout):
-		t.Fatal("Lock did not return")
-		return lockResult{}
-	}
-}
-
-// assertLockBusy checks that s cannot take the lock within a short wait.
-func assertLockBusy(t *testing.T, s *refresher.FileStore) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	unlock, err := s.Lock(ctx)
-	if err == nil {
-		unlock()
-		t.Fatal("Lock succeeded while another holder has the lock")
-	}
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-}
-
 func TestFileStoreLockExcludesSecondHolder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
 	defer cancel()
@@ -264,8 +224,8 @@ func TestFileStoreLockExcludesSecondHolder(t *testing.T) {
 	unlockA, err := a.Lock(ctx)
 	require.NoError(t, err)
 
-	assertLockBusy(t, a) // same FileStore, another goroutine
-	assertLockBusy(t, b) // another FileStore on the same path
+	storetest.AssertLockBusy(t, a) // same FileStore, another goroutine
+	storetest.AssertLockBusy(t, b) // another FileStore on the same path
 	// What another process sees: the OS lock on the lock file is held.
 	other := flock.New(path + ".lock")
 	ok, err := other.TryLock()
@@ -274,10 +234,10 @@ func TestFileStoreLockExcludesSecondHolder(t *testing.T) {
 
 	// Waiters of both kinds get the lock, one after the other, once it is
 	// released.
-	waitA, waitB := lockAsync(ctx, a), lockAsync(ctx, b)
+	waitA, waitB := storetest.LockAsync(ctx, a), storetest.LockAsync(ctx, b)
 	require.NoError(t, unlockA())
 	second := waitB
-	var r lockResult
+	var r storetest.LockResult
 	select {
 	case r = <-waitA:
 	case r = <-waitB:
@@ -285,21 +245,21 @@ func TestFileStoreLockExcludesSecondHolder(t *testing.T) {
 	case <-time.After(helperTimeout):
 		t.Fatal("no waiter got the lock after it was released")
 	}
-	require.NoError(t, r.err)
+	require.NoError(t, r.Err)
 	select {
 	case r2 := <-second:
-		r2.unlock()
+		r2.Unlock()
 		t.Fatal("two holders at once")
 	case <-time.After(20 * time.Millisecond):
 	}
-	require.NoError(t, r.unlock())
-	r = await(t, second)
-	require.NoError(t, r.err)
+	require.NoError(t, r.Unlock())
+	r = storetest.Await(t, second)
+	require.NoError(t, r.Err)
 
 	// Unlocking twice does not release the lock of the next holder.
 	require.NoError(t, unlockA())
-	assertLockBusy(t, a)
-	require.NoError(t, r.unlock())
+	storetest.AssertLockBusy(t, a)
+	require.NoError(t, r.Unlock())
 
 	unlock, err := a.Lock(ctx)
 	require.NoError(t, err)
@@ -315,12 +275,12 @@ func TestFileStoreLockHonoursContextCancellation(t *testing.T) {
 
 	// A waiter in the same FileStore and a waiter polling the OS lock.
 	ctx, cancel := context.WithCancel(t.Context())
-	waitA, waitB := lockAsync(ctx, a), lockAsync(ctx, b)
+	waitA, waitB := storetest.LockAsync(ctx, a), storetest.LockAsync(ctx, b)
 	cancel()
-	for _, w := range []<-chan lockResult{waitA, waitB} {
-		r := await(t, w)
-		assert.ErrorIs(t, r.err, context.Canceled)
-		assert.Nil(t, r.unlock)
+	for _, w := range []<-chan storetest.LockResult{waitA, waitB} {
+		r := storetest.Await(t, w)
+		assert.ErrorIs(t, r.Err, context.Canceled)
+		assert.Nil(t, r.Unlock)
 	}
 
 	// An already cancelled context fails at once, even with a free lock.
@@ -343,7 +303,7 @@ func TestFileStoreLockHeldByKilledProcessIsReleased(t *testing.T) {
 	h := startHelper(t, "hold-lock", helperStoreEnv+"="+path)
 	h.Expect("locked")
 	s := refresher.NewFileStore(path)
-	assertLockBusy(t, s)
+	storetest.AssertLockBusy(t, s)
 
 	h.Kill()
 	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)

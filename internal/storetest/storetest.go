@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/autorefresh/autorefresh/internal/fleet"
+	"github.com/autorefresh/autorefresh/refresher"
 	"github.com/autorefresh/autorefresh/testserver"
 )
 
@@ -64,4 +66,50 @@ func GetMe(ctx context.Context, client *http.Client, baseURL string) error {
 		return fmt.Errorf("GET %s: %s: %s", testserver.PathMe, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
+}
+
+// LockResult is the outcome of a Lock call made on another goroutine.
+type LockResult struct {
+	Unlock func() error
+	Err    error
+}
+
+// LockAsync calls l.Lock(ctx) on another goroutine and delivers its outcome
+// on the returned channel.
+func LockAsync(ctx context.Context, l refresher.Locker) <-chan LockResult {
+	ch := make(chan LockResult, 1)
+	go func() {
+		u, err := l.Lock(ctx)
+		ch <- LockResult{u, err}
+	}()
+	return ch
+}
+
+// Await returns the outcome of a LockAsync, failing the test if Lock does
+// not return within [fleet.Timeout].
+func Await(t testing.TB, ch <-chan LockResult) LockResult {
+	t.Helper()
+	timer := time.NewTimer(fleet.Timeout)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		return r
+	case <-timer.C:
+		t.Fatal("Lock did not return")
+		return LockResult{}
+	}
+}
+
+// AssertLockBusy checks that l cannot take the lock within a short wait
+// (50 ms), because another holder has it.
+func AssertLockBusy(t testing.TB, l refresher.Locker) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	unlock, err := l.Lock(ctx)
+	if err == nil {
+		unlock()
+		t.Fatal("Lock succeeded while another holder has the lock")
+	}
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }

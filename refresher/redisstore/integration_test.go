@@ -63,7 +63,7 @@ func TestRealRedisStoreAndLease(t *testing.T) {
 	pttl, err := rc.PTTL(ctx, a.LockKey()).Result()
 	require.NoError(t, err)
 	assert.Greater(t, pttl, time.Duration(0), "the lease outlived its TTL")
-	assertLockBusy(t, b)
+	storetest.AssertLockBusy(t, b)
 
 	// Only the owner releases it.
 	owner, err := rc.Get(ctx, a.LockKey()).Result()
@@ -96,7 +96,7 @@ func TestRealRedisLeaseOfKilledHolderExpires(t *testing.T) {
 
 	h := helperBinary.Start(t, "holder", "hold-lease", redisAddrEnv+"="+addr, keyEnv+"="+testKey)
 	h.Expect("locked")
-	assertLockBusy(t, s)
+	storetest.AssertLockBusy(t, s)
 	pttl, err := rc.PTTL(ctx, s.LockKey()).Result()
 	require.NoError(t, err)
 	assert.Greater(t, pttl, time.Duration(0))

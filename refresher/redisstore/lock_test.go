@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"github.com/autorefresh/autorefresh/internal/storetest"
 	"strconv"
 	"sync"
 	"testing"
@@ -53,14 +54,14 @@ func TestLockExcludesSecondHolder(t *testing.T) {
 	assert.NotEmpty(t, ownerA)
 	assert.Equal(t, redisstore.DefaultLeaseTTL, m.TTL(a.LockKey()), "the lease's TTL")
 
-	assertLockBusy(t, a) // same Store, another goroutine
-	assertLockBusy(t, b) // another Store on the same key
+	storetest.AssertLockBusy(t, a) // same Store, another goroutine
+	storetest.AssertLockBusy(t, b) // another Store on the same key
 
 	// Waiters of both kinds get the lease, one after the other, once it is
 	// released, each with an owner value of its own.
-	waitA, waitB := lockAsync(ctx, a), lockAsync(ctx, b)
+	waitA, waitB := storetest.LockAsync(ctx, a), storetest.LockAsync(ctx, b)
 	require.NoError(t, unlockA())
-	var r lockResult
+	var r storetest.LockResult
 	second := waitA
 	select {
 	case r = <-waitA:
@@ -69,19 +70,19 @@ func TestLockExcludesSecondHolder(t *testing.T) {
 	case <-time.After(helperTimeout):
 		t.Fatal("no waiter got the lease")
 	}
-	require.NoError(t, r.err)
+	require.NoError(t, r.Err)
 	owner2, err := m.Get(a.LockKey())
 	require.NoError(t, err)
 	assert.NotEqual(t, ownerA, owner2, "each lease has its own owner value")
 	select {
 	case r2 := <-second:
-		t.Fatalf("both waiters hold the lease (second: %v)", r2.err)
+		t.Fatalf("both waiters hold the lease (second: %v)", r2.Err)
 	default:
 	}
-	require.NoError(t, r.unlock())
-	r = await(t, second)
-	require.NoError(t, r.err)
-	require.NoError(t, r.unlock())
+	require.NoError(t, r.Unlock())
+	r = storetest.Await(t, second)
+	require.NoError(t, r.Err)
+	require.NoError(t, r.Unlock())
 	assert.False(t, m.Exists(a.LockKey()), "the lease is deleted on unlock")
 }
 
@@ -152,13 +153,13 @@ func TestLeaseOfDeadHolderExpires(t *testing.T) {
 
 	unlockDead, err := dead.Lock(ctx)
 	require.NoError(t, err)
-	assertLockBusy(t, b)
+	storetest.AssertLockBusy(t, b)
 	m.FastForward(redisstore.DefaultLeaseTTL - time.Millisecond)
-	assertLockBusy(t, b)
+	storetest.AssertLockBusy(t, b)
 	m.FastForward(time.Millisecond)
 
-	r := await(t, lockAsync(ctx, b))
-	require.NoError(t, r.err, "the lease of a holder that stopped renewing expires")
+	r := storetest.Await(t, storetest.LockAsync(ctx, b))
+	require.NoError(t, r.Err, "the lease of a holder that stopped renewing expires")
 	ownerB, _ := m.Get(b.LockKey())
 
 	// Should the old holder come back, its unlock reports the loss and
@@ -167,7 +168,7 @@ func TestLeaseOfDeadHolderExpires(t *testing.T) {
 	assert.ErrorIs(t, err, redisstore.ErrLeaseLost)
 	got, _ := m.Get(b.LockKey())
 	assert.Equal(t, ownerB, got)
-	assert.NoError(t, r.unlock())
+	assert.NoError(t, r.Unlock())
 }
 
 func TestRenewalKeepsLease(t *testing.T) {
@@ -191,7 +192,7 @@ func TestRenewalKeepsLease(t *testing.T) {
 		assert.Equal(t, ttl, m.TTL(a.LockKey()), "TTL after renewal %d", i)
 	}
 	// Four times 2/3 of the TTL have passed since the lease was taken.
-	assertLockBusy(t, b)
+	storetest.AssertLockBusy(t, b)
 	assert.NoError(t, unlock())
 	assert.False(t, m.Exists(a.LockKey()))
 }
@@ -233,11 +234,11 @@ func TestLockHonoursContextCancellation(t *testing.T) {
 	// the same Store (queued in the process) both give up with their ctx.
 	for _, s := range []*redisstore.Store{b, a} {
 		waitCtx, cancel := context.WithCancel(ctx)
-		wait := lockAsync(waitCtx, s)
+		wait := storetest.LockAsync(waitCtx, s)
 		cancel()
-		r := await(t, wait)
-		assert.ErrorIs(t, r.err, context.Canceled)
-		assert.Nil(t, r.unlock)
+		r := storetest.Await(t, wait)
+		assert.ErrorIs(t, r.Err, context.Canceled)
+		assert.Nil(t, r.Unlock)
 
 		deadline, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		_, err := s.Lock(deadline)

@@ -1,7 +1,6 @@
 package redisstore_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -200,46 +199,4 @@ func TestStoreWorksWithUniversalClients(t *testing.T) {
 			assert.False(t, m.Exists(s.LockKey()))
 		})
 	}
-}
-
-// lockResult is the outcome of a Lock call made on another goroutine.
-type lockResult struct {
-	unlock func() error
-	err    error
-}
-
-func lockAsync(ctx context.Context, s *redisstore.Store) <-chan lockResult {
-	ch := make(chan lockResult, 1)
-	go func() {
-		u, err := s.Lock(ctx)
-		ch <- lockResult{u, err}
-	}()
-	return ch
-}
-
-// await returns the outcome of a lockAsync, failing after helperTimeout.
-func await(t *testing.T, ch <-chan lockResult) lockResult {
-	t.Helper()
-	timer := time.NewTimer(helperTimeout)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		return r
-	case <-timer.C:
-		t.Fatal("Lock did not return")
-		return lockResult{}
-	}
-}
-
-// assertLockBusy checks that s cannot take the lease within a short wait.
-func assertLockBusy(t *testing.T, s *redisstore.Store) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	unlock, err := s.Lock(ctx)
-	if err == nil {
-		unlock()
-		t.Fatal("Lock succeeded while another holder has the lease")
-	}
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
