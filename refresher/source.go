@@ -206,6 +206,15 @@ func (s *Source) run(ctx context.Context, c *call, cur *entry) {
 	}
 
 	s.mu.Lock()
+	if now := s.cur.Load(); now != cur && now != nil {
+		// SetToken replaced the token while this refresh ran (the user
+		// logged in again): its token wins over whatever this produced.
+		s.flight = nil
+		c.tok, c.err = now.tok, nil
+		close(c.done)
+		s.mu.Unlock()
+		return
+	}
 	s.backoff, s.retryAt = nil, time.Time{}
 	if re := (*RefreshError)(nil); errors.As(err, &re) && re.RetryAfter > 0 && !errors.Is(err, ErrReauthRequired) {
 		s.backoff, s.retryAt = err, s.now().Add(re.RetryAfter)

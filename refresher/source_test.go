@@ -559,3 +559,27 @@ func TestTokenDueOnArrivalIsNotRefreshedOnEveryUse(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "access-2", got.AccessToken)
 }
+
+func TestSetTokenDuringAFailingRefreshIsNotUndone(t *testing.T) {
+	ctx := context.Background()
+	r, tok := newRotator()
+	r.fail = &refresher.RefreshError{StatusCode: 400, Code: "invalid_grant"}
+	r.gate = make(chan struct{})
+	r.started = make(chan struct{}, 1)
+	src := refresher.NewSource(r, refresher.WithToken(tok))
+
+	waiter := make(chan error, 1)
+	go func() {
+		_, err := src.Refresh(ctx, tok)
+		waiter <- err
+	}()
+	<-r.started
+	login := &oauth2.Token{AccessToken: "after-login", RefreshToken: "r2"}
+	require.NoError(t, src.SetToken(ctx, login))
+	close(r.gate) // the refresh now fails with invalid_grant
+
+	require.NoError(t, <-waiter, "the waiter gets the token set meanwhile")
+	got, err := src.Token(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "after-login", got.AccessToken)
+}
