@@ -2,6 +2,9 @@ package refresher
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"sync"
 
 	"golang.org/x/oauth2"
@@ -30,6 +33,62 @@ type Locker interface {
 	Lock(ctx context.Context) (unlock func() error, err error)
 }
 
+// CompareAndSwapper is implemented by a [Store] that can replace a token
+// only if it still holds the token a refresh started from: a fenced save.
+//
+// CompareAndSwap saves next only if the Store holds a token with the same
+// [Fingerprint] as prev (prev nil: only if the Store holds no token), and
+// reports whether it saved. It must check and write atomically with respect
+// to every other holder of the Store, in every process.
+//
+// A Source whose Store implements it never overwrites a token that another
+// holder saved while it refreshed: on a conflict it adopts the stored token.
+// A Store without it is saved to unconditionally.
+type CompareAndSwapper interface {
+	CompareAndSwap(ctx context.Context, prev, next *oauth2.Token) (swapped bool, err error)
+}
+
+// Fingerprint identifies a token pair for [CompareAndSwapper]: the
+// hex-encoded SHA-256 of its refresh token, or of its access token when it has
+// no refresh token; "" for nil. It reveals nothing usable of either token, so
+// a Store may keep it in the clear next to an encrypted record.
+func Fingerprint(t *oauth2.Token) string {
+	if t == nil {
+		return ""
+	}
+	v := t.RefreshToken
+	if v == "" {
+		v = "access:" + t.AccessToken
+	}
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrLeaseLost reports that a [Lease] lapsed: it expired, or its holder's
+// connection ended, and another holder may have taken the lock. A refresh
+// whose lease is lost is aborted before the refresh token is presented.
+var ErrLeaseLost = errors.New("refresher: the store's lock was lost")
+
+// Lease is a lock held on a shared [Store] that can lapse while it is held
+// (a lease with a time to live, a lock tied to a connection).
+type Lease interface {
+	// Confirm reports whether the lease is still held, and extends it if
+	// it is a lease with a time to live. It returns an error wrapping
+	// [ErrLeaseLost] when the lease is no longer held.
+	Confirm(ctx context.Context) error
+	// Unlock releases the lease. Calling it more than once has no further
+	// effect.
+	Unlock() error
+}
+
+// LeaseLocker is implemented by a [Locker] whose lock can lapse. A Source
+// prefers it to Lock: right before the refresh token is presented (before
+// each attempt to write the refresh request), it confirms the lease, and a
+// lost lease aborts the refresh before anything is sent.
+type LeaseLocker interface {
+	LockLease(ctx context.Context) (Lease, error)
+}
+
 // MemoryStore is a [Store] that keeps the token in memory. Its zero value is
 // an empty store ready to use.
 type MemoryStore struct {
@@ -55,6 +114,18 @@ func (m *MemoryStore) Save(_ context.Context, t *oauth2.Token) error {
 	defer m.mu.Unlock()
 	m.tok = cloneToken(t)
 	return nil
+}
+
+// CompareAndSwap stores a copy of next if the store holds prev (by
+// [Fingerprint]; prev nil: if it holds no token).
+func (m *MemoryStore) CompareAndSwap(_ context.Context, prev, next *oauth2.Token) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if Fingerprint(m.tok) != Fingerprint(prev) {
+		return false, nil
+	}
+	m.tok = cloneToken(next)
+	return true, nil
 }
 
 // cloneToken returns a shallow copy of t that shares no mutable state a
