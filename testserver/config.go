@@ -35,7 +35,7 @@ const (
 // field takes the default given in its comment.
 type Config struct {
 	// AccessTTL is the lifetime of an access token (the JWT "exp" claim and
-	// the "expires_in" of contract A). Zero means [DefaultAccessTTL].
+	// the "expires_in" of the OAuth2 API). Zero means [DefaultAccessTTL].
 	AccessTTL time.Duration
 
 	// RefreshIdle is how long a refresh token family survives without being
@@ -65,7 +65,7 @@ type Config struct {
 	Clock *Clock
 
 	// Users maps user names to passwords. If nil, the only user is
-	// [DemoUser] with [DemoPassword]. For contract B, each user also has the
+	// [DemoUser] with [DemoPassword]. For the Express API, each user also has the
 	// e-mail address name@example.com.
 	Users map[string]string
 

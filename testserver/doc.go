@@ -7,7 +7,7 @@
 // testserver/cmd/testserver), and plays the two contracts of real backends on
 // one token store:
 //
-//   - Contract A, RFC 6749: POST [PathToken], form-encoded, with
+//   - The OAuth2 API, RFC 6749: POST [PathToken], form-encoded, with
 //     grant_type=password (username, password, scope) or
 //     grant_type=refresh_token; clients authenticate with HTTP Basic or the
 //     client_id and client_secret form fields. Answers are JSON
@@ -21,10 +21,11 @@
 //     to a missing one, and 403 insufficient_scope to a token without the
 //     scope "admin" on [PathAdmin].
 //
-//   - Contract B, in the style of a common Node/Express backend: POST
-//     [PathLogin] with JSON {"username" or "email", "password"}, POST
-//     [PathRefreshB] with the refresh token in the refreshToken cookie or the
-//     JSON field refreshToken, POST [PathLogout], GET [PathCurrentUser].
+//   - The Express API, the JSON and cookie API common to Node.js/Express
+//     backends: POST [PathExpressLogin] with JSON {"username" or "email",
+//     "password"}, POST [PathExpressRefresh] with the refresh token in the
+//     refreshToken cookie or the JSON field refreshToken, POST
+//     [PathExpressLogout], GET [PathExpressCurrentUser].
 //     Answers are {"statusCode", "data", "message", "success"} envelopes;
 //     login and refresh also set HttpOnly cookies accessToken and
 //     refreshToken and carry no expires_in (the JWT "exp" claim is the only

@@ -20,7 +20,8 @@ type faults struct {
 	dropN          int
 	gates          map[chan struct{}]struct{} // open holds; closed by their release
 	held           int                        // refreshes waiting at a hold
-	heldChanged    chan struct{}              // closed and replaced when held changes
+
+	changed notifier // notified after held or a setting changes
 }
 
 // errAborted reports a refresh abandoned while held or delayed, because its
@@ -30,10 +31,10 @@ var errAborted = errors.New("testserver: refresh aborted")
 // FailRefreshes makes the next n refresh requests (either contract) fail with
 // status, without looking at or touching their refresh token. If retryAfter
 // is positive, the answer carries a Retry-After header with that many
-// seconds (rounded up). A status of 0 means 503. Contract A failures carry
+// seconds (rounded up). A status of 0 means 503. OAuth2 API failures carry
 // the error code "temporarily_unavailable" (borrowed from RFC 6749
 // §4.1.2.1) for 5xx and 429, "invalid_client" for 401 and "invalid_request"
-// otherwise; contract B failures carry its JSON envelope. Injected failures
+// otherwise; Express API failures carry its JSON envelope. Injected failures
 // come after any hold or delay. A call replaces any failures still pending;
 // n <= 0 cancels them.
 func (s *Server) FailRefreshes(n int, status int, retryAfter time.Duration) {
@@ -41,10 +42,11 @@ func (s *Server) FailRefreshes(n int, status int, retryAfter time.Duration) {
 		status = http.StatusServiceUnavailable
 	}
 	s.faults.mu.Lock()
-	defer s.faults.mu.Unlock()
 	s.faults.failN = max(n, 0)
 	s.faults.failStatus = status
 	s.faults.failRetryAfter = retryAfter
+	s.faults.mu.Unlock()
+	s.faults.changed.notify()
 }
 
 // DelayRefreshes makes each refresh request wait d of real time before it is
@@ -52,8 +54,9 @@ func (s *Server) FailRefreshes(n int, status int, retryAfter time.Duration) {
 // or the server closes. d <= 0 removes the delay.
 func (s *Server) DelayRefreshes(d time.Duration) {
 	s.faults.mu.Lock()
-	defer s.faults.mu.Unlock()
 	s.faults.delay = max(d, 0)
+	s.faults.mu.Unlock()
+	s.faults.changed.notify()
 }
 
 // HoldRefreshes makes refresh requests (either contract) block, before
@@ -71,6 +74,7 @@ func (s *Server) HoldRefreshes() (release func()) {
 	}
 	s.faults.gates[gate] = struct{}{}
 	s.faults.mu.Unlock()
+	s.faults.changed.notify()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -78,6 +82,7 @@ func (s *Server) HoldRefreshes() (release func()) {
 			delete(s.faults.gates, gate)
 			s.faults.mu.Unlock()
 			close(gate)
+			s.faults.changed.notify()
 		})
 	}
 }
@@ -86,10 +91,8 @@ func (s *Server) HoldRefreshes() (release func()) {
 // opened by [Server.HoldRefreshes], or until ctx is done.
 func (s *Server) WaitHeld(ctx context.Context, n int) error {
 	for {
-		s.faults.mu.Lock()
-		held, changed := s.faults.held, s.faults.heldChangedLocked()
-		s.faults.mu.Unlock()
-		if held >= n {
+		changed := s.faults.changed.wait()
+		if s.Held() >= n {
 			return nil
 		}
 		select {
@@ -114,8 +117,9 @@ func (s *Server) Held() int {
 // only kind the server speaks without TLS).
 func (s *Server) DropAfterRotate(n int) {
 	s.faults.mu.Lock()
-	defer s.faults.mu.Unlock()
 	s.faults.dropN = max(n, 0)
+	s.faults.mu.Unlock()
+	s.faults.changed.notify()
 }
 
 // RevokeAll revokes every refresh token family issued so far: their refresh
@@ -132,23 +136,6 @@ func (s *Server) ExpireAccessTokens() {
 	s.epoch.Add(1)
 }
 
-// heldChangedLocked returns the channel closed at the next change of held.
-func (f *faults) heldChangedLocked() chan struct{} {
-	if f.heldChanged == nil {
-		f.heldChanged = make(chan struct{})
-	}
-	return f.heldChanged
-}
-
-// addHeldLocked changes held by d and wakes the waiters of WaitHeld.
-func (f *faults) addHeldLocked(d int) {
-	f.held += d
-	if f.heldChanged != nil {
-		close(f.heldChanged)
-		f.heldChanged = nil
-	}
-}
-
 // beforeRefresh applies the holds, then the delay, to a refresh request. It
 // returns errAborted if ctx ends or the server closes while it waits.
 func (s *Server) beforeRefresh(ctx context.Context) error {
@@ -159,15 +146,17 @@ func (s *Server) beforeRefresh(ctx context.Context) error {
 		gates = append(gates, g)
 	}
 	if len(gates) > 0 {
-		f.addHeldLocked(1)
+		f.held++
 	}
 	f.mu.Unlock()
 
 	if len(gates) > 0 {
+		f.changed.notify()
 		err := s.waitGates(ctx, gates)
 		f.mu.Lock()
-		f.addHeldLocked(-1)
+		f.held--
 		f.mu.Unlock()
+		f.changed.notify()
 		if err != nil {
 			return err
 		}
@@ -212,12 +201,15 @@ type injectedFailure struct {
 func (s *Server) takeFailure() (injectedFailure, bool) {
 	f := &s.faults
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.failN <= 0 {
+		f.mu.Unlock()
 		return injectedFailure{}, false
 	}
 	f.failN--
-	return injectedFailure{status: f.failStatus, retryAfter: f.failRetryAfter}, true
+	fl := injectedFailure{status: f.failStatus, retryAfter: f.failRetryAfter}
+	f.mu.Unlock()
+	f.changed.notify()
+	return fl, true
 }
 
 // setRetryAfter sets the Retry-After header of an injected failure.
@@ -231,11 +223,13 @@ func (fl injectedFailure) setRetryAfter(h http.Header) {
 func (s *Server) takeDrop() bool {
 	f := &s.faults
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.dropN <= 0 {
+		f.mu.Unlock()
 		return false
 	}
 	f.dropN--
+	f.mu.Unlock()
+	f.changed.notify()
 	return true
 }
 

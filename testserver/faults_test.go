@@ -35,14 +35,14 @@ func TestFailRefreshesContractB(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.s.FailRefreshes(1, http.StatusTooManyRequests, 0)
-	a := h.postJSON(PathRefreshB, map[string]string{"refreshToken": tok.RefreshToken})
+	a := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": tok.RefreshToken})
 	if a.status != http.StatusTooManyRequests || a.body["success"] != false || a.body["statusCode"] != float64(429) {
 		t.Fatalf("got %d %s, want a 429 envelope", a.status, a.raw)
 	}
 	if got := a.header.Get("Retry-After"); got != "" {
 		t.Errorf("Retry-After: got %q, want none", got)
 	}
-	if a := h.postJSON(PathRefreshB, map[string]string{"refreshToken": tok.RefreshToken}); a.status != http.StatusOK {
+	if a := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": tok.RefreshToken}); a.status != http.StatusOK {
 		t.Errorf("after the failure: got %d %s, want 200", a.status, a.raw)
 	}
 }
@@ -112,7 +112,7 @@ func TestDropAfterRotateContractB(t *testing.T) {
 	h := newHarness(t, Config{})
 	tok, _ := h.s.IssueToken(DemoUser)
 	h.s.DropAfterRotate(1)
-	req := h.newRequest(http.MethodPost, PathRefreshB, strings.NewReader(`{"refreshToken":"`+tok.RefreshToken+`"}`))
+	req := h.newRequest(http.MethodPost, PathExpressRefresh, strings.NewReader(`{"refreshToken":"`+tok.RefreshToken+`"}`))
 	req.Header.Set("Content-Type", "application/json")
 	if _, err := h.try(req); err == nil {
 		t.Fatal("got an answer, want the connection dropped")
@@ -162,7 +162,7 @@ func TestHoldRefreshesContractB(t *testing.T) {
 	defer release()
 	done := make(chan answer, 1)
 	go func() {
-		req := h.newRequest(http.MethodPost, PathRefreshB, strings.NewReader(`{"refreshToken":"`+tok.RefreshToken+`"}`))
+		req := h.newRequest(http.MethodPost, PathExpressRefresh, strings.NewReader(`{"refreshToken":"`+tok.RefreshToken+`"}`))
 		req.Header.Set("Content-Type", "application/json")
 		a, _ := h.try(req)
 		done <- a

@@ -58,7 +58,7 @@ func (a answer) str(key string) string {
 	return s
 }
 
-// data returns the "data" object of a contract B envelope.
+// data returns the "data" object of an Express API envelope.
 func (a answer) data() map[string]any {
 	d, _ := a.body["data"].(map[string]any)
 	return d

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// Challenges of the contract A resources (RFC 6750 §3).
+// Challenges of the OAuth2 API resources (RFC 6750 §3).
 const (
 	challengeMissing = `Bearer realm="testserver"`
 	challengeInvalid = `Bearer error="invalid_token"`
@@ -40,7 +40,7 @@ func (s *Server) accessToken(r *http.Request, cookieFirst bool) (*AccessClaims, 
 	return s.ParseAccessToken(raw)
 }
 
-// authorize checks the access token of a contract A resource request and,
+// authorize checks the access token of an OAuth2 API resource request and,
 // if scope is not empty, that it grants scope. On failure it answers 401 or
 // 403 with the RFC 6750 challenge and returns nil.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope string) *AccessClaims {

@@ -144,11 +144,11 @@ func TestBodyOver64KiBIs413(t *testing.T) {
 	if a := h.do(form); a.status != http.StatusRequestEntityTooLarge {
 		t.Errorf("%s: got %d, want 413", PathToken, a.status)
 	}
-	if a := h.postJSON(PathLogin, map[string]string{"username": big}); a.status != http.StatusRequestEntityTooLarge {
-		t.Errorf("%s: got %d, want 413", PathLogin, a.status)
+	if a := h.postJSON(PathExpressLogin, map[string]string{"username": big}); a.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("%s: got %d, want 413", PathExpressLogin, a.status)
 	}
-	if a := h.postJSON(PathRefreshB, map[string]string{"refreshToken": big}); a.status != http.StatusRequestEntityTooLarge {
-		t.Errorf("%s: got %d, want 413", PathRefreshB, a.status)
+	if a := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": big}); a.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("%s: got %d, want 413", PathExpressRefresh, a.status)
 	}
 }
 
@@ -164,7 +164,7 @@ func TestMaxBodyBytesConfigurable(t *testing.T) {
 
 func TestResourceMethods(t *testing.T) {
 	h := newHarness(t, Config{})
-	for _, path := range []string{PathMe, PathAdmin, PathCurrentUser} {
+	for _, path := range []string{PathMe, PathAdmin, PathExpressCurrentUser} {
 		req := h.newRequest(http.MethodPost, path, nil)
 		if a := h.do(req); a.status != http.StatusMethodNotAllowed || a.header.Get("Allow") == "" {
 			t.Errorf("POST %s: got %d, want 405 with Allow", path, a.status)

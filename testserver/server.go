@@ -16,34 +16,48 @@ import (
 
 // Paths served by a [Server].
 const (
-	// PathToken is the RFC 6749 token endpoint (contract A).
+	// PathToken is the RFC 6749 token endpoint of the OAuth2 API.
 	PathToken = "/oauth/token"
-	// PathRevoke is the RFC 7009 revocation endpoint (contract A).
+	// PathRevoke is the RFC 7009 revocation endpoint of the OAuth2 API.
 	PathRevoke = "/oauth/revoke"
 	// PathMe answers {"user": sub} to a valid access token.
 	PathMe = "/api/me"
 	// PathEcho answers any method with the method, path, length and SHA-256
 	// of the request body; paths below it (PathEcho + "/...") echo too.
 	PathEcho = "/api/echo"
-	// PathAdmin needs an access token with scope "admin".
+	// PathAdmin needs an access token with scope "admin". It is a protected
+	// resource, unrelated to the control API under [PathControl].
 	PathAdmin = "/api/admin"
-	// PathLogin is contract B's login.
-	PathLogin = "/api/v1/users/login"
-	// PathRefreshB is contract B's refresh endpoint.
-	PathRefreshB = "/api/v1/users/refresh-token"
-	// PathLogout is contract B's logout.
-	PathLogout = "/api/v1/users/logout"
-	// PathCurrentUser is contract B's protected resource.
-	PathCurrentUser = "/api/v1/users/current-user"
+	// PathExpressLogin is the Express API's login.
+	PathExpressLogin = "/api/v1/users/login"
+	// PathExpressRefresh is the Express API's refresh endpoint.
+	PathExpressRefresh = "/api/v1/users/refresh-token"
+	// PathExpressLogout is the Express API's logout.
+	PathExpressLogout = "/api/v1/users/logout"
+	// PathExpressCurrentUser is the Express API's protected resource.
+	PathExpressCurrentUser = "/api/v1/users/current-user"
+	// PathControl is the prefix of the control API and of its live page
+	// (GET PathControl); see [Config.AdminToken].
+	PathControl = "/admin/"
+)
+
+// Former names of the Express API paths.
+const (
+	// Deprecated: use [PathExpressLogin].
+	PathLogin = PathExpressLogin
+	// Deprecated: use [PathExpressLogout].
+	PathLogout = PathExpressLogout
+	// Deprecated: use [PathExpressCurrentUser].
+	PathCurrentUser = PathExpressCurrentUser
 )
 
 // ScopeAdmin is the scope [PathAdmin] requires.
 const ScopeAdmin = "admin"
 
 // Server is an OAuth2-style authorization server and resource server for
-// tests. It speaks two contracts over one token store: contract A, the RFC
-// 6749 token endpoint with password and refresh_token grants, and contract B,
-// a JSON and cookie API in the style of a common Node/Express backend.
+// tests. It speaks two contracts over one token store: the OAuth2 API, the
+// RFC 6749 token endpoint with password and refresh_token grants, and the
+// Express API, the JSON and cookie API common to Node.js/Express backends.
 //
 // Access tokens are HS256 JWTs. Refresh tokens are opaque and kept only as
 // SHA-256 hashes, grouped in families (one per login). Every refresh rotates
@@ -93,10 +107,10 @@ func New(cfg Config) *Server {
 	mux.HandleFunc(PathEcho, s.handleEcho)
 	mux.HandleFunc(PathEcho+"/", s.handleEcho)
 	mux.HandleFunc(PathAdmin, s.handleAdmin)
-	mux.HandleFunc(PathLogin, s.handleLogin)
-	mux.HandleFunc(PathRefreshB, s.handleRefreshB)
-	mux.HandleFunc(PathLogout, s.handleLogout)
-	mux.HandleFunc(PathCurrentUser, s.handleCurrentUser)
+	mux.HandleFunc(PathExpressLogin, s.handleExpressLogin)
+	mux.HandleFunc(PathExpressRefresh, s.handleExpressRefresh)
+	mux.HandleFunc(PathExpressLogout, s.handleExpressLogout)
+	mux.HandleFunc(PathExpressCurrentUser, s.handleExpressCurrentUser)
 	s.handler = s.record(mux)
 	return s
 }

@@ -47,8 +47,8 @@ func TestIssueToken(t *testing.T) {
 	}
 	// Not bound to a client: both contracts refresh it.
 	_, rt := h.mustRefresh(tok.RefreshToken)
-	if a := h.postJSON(PathRefreshB, map[string]string{"refreshToken": rt}); a.status != http.StatusOK {
-		t.Errorf("contract B refresh of an issued token: got %d %s", a.status, a.raw)
+	if a := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": rt}); a.status != http.StatusOK {
+		t.Errorf("Express API refresh of an issued token: got %d %s", a.status, a.raw)
 	}
 	if _, err := h.s.IssueToken("nobody"); err == nil {
 		t.Error("IssueToken of an unknown user: got nil error")

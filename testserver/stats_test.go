@@ -19,7 +19,7 @@ func TestRequestLogNeverHoldsSecrets(t *testing.T) {
 	keep := func(s ...string) { secrets = append(secrets, s...) }
 	keep(password, clientSecret)
 
-	// Contract A: password grant with a form secret, refresh with Basic.
+	// OAuth2 API: password grant with a form secret, refresh with Basic.
 	login := h.do(h.tokenRequest(url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {password},
 		"client_id": {"app"}, "client_secret": {clientSecret}}))
 	if login.status != http.StatusOK {
@@ -33,14 +33,14 @@ func TestRequestLogNeverHoldsSecrets(t *testing.T) {
 	h.get(PathMe, ref.str("access_token"))
 	h.refresh(login.str("refresh_token")) // a reuse, still logged without the token
 
-	// Contract B: login, cookie refresh, current-user.
-	b := h.postJSON(PathLogin, map[string]string{"username": "alice", "password": password})
+	// Express API: login, cookie refresh, current-user.
+	b := h.postJSON(PathExpressLogin, map[string]string{"username": "alice", "password": password})
 	keep(b.data()["accessToken"].(string), b.data()["refreshToken"].(string))
-	req = h.newRequest(http.MethodPost, PathRefreshB, nil)
+	req = h.newRequest(http.MethodPost, PathExpressRefresh, nil)
 	req.AddCookie(&http.Cookie{Name: "refreshToken", Value: b.data()["refreshToken"].(string)})
 	br := h.do(req)
 	keep(br.data()["accessToken"].(string), br.data()["refreshToken"].(string))
-	req = h.newRequest(http.MethodGet, PathCurrentUser, nil)
+	req = h.newRequest(http.MethodGet, PathExpressCurrentUser, nil)
 	req.AddCookie(&http.Cookie{Name: "accessToken", Value: br.data()["accessToken"].(string)})
 	h.do(req)
 
@@ -60,9 +60,9 @@ func TestRequestLogNeverHoldsSecrets(t *testing.T) {
 		{PathToken, CredBasicClient + "+" + CredRefreshToken},
 		{PathMe, CredBearer},
 		{PathToken, CredRefreshToken + "+" + CredClientID},
-		{PathLogin, CredPassword},
-		{PathRefreshB, CredRefreshCookie},
-		{PathCurrentUser, CredCookie},
+		{PathExpressLogin, CredPassword},
+		{PathExpressRefresh, CredRefreshCookie},
+		{PathExpressCurrentUser, CredCookie},
 	}
 	if len(recs) != len(want) {
 		t.Fatalf("got %d records, want %d: %+v", len(recs), len(want), recs)
@@ -85,10 +85,10 @@ func TestRequestLogNeverHoldsSecrets(t *testing.T) {
 
 func TestStatsCountUnauthorized(t *testing.T) {
 	h := newHarness(t, Config{})
-	h.get(PathMe, "")                                                   // resource
-	h.get(PathCurrentUser, "")                                          // contract B resource
-	h.postJSON(PathRefreshB, map[string]string{"refreshToken": "nope"}) // contract B refresh
-	h.do(h.tokenRequest(url.Values{"grant_type": {"password"}}))        // no client: invalid_client
+	h.get(PathMe, "")                                                         // resource
+	h.get(PathExpressCurrentUser, "")                                         // Express API resource
+	h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": "nope"}) // Express API refresh
+	h.do(h.tokenRequest(url.Values{"grant_type": {"password"}}))              // no client: invalid_client
 	st := h.s.Stats()
 	if st.Unauthorized != 4 {
 		t.Errorf("Unauthorized: got %d, want 4", st.Unauthorized)

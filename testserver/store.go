@@ -14,7 +14,7 @@ type family struct {
 	id      string
 	user    string
 	scope   string         // scope granted at login
-	client  string         // client_id of the login; "" for contract B and IssueToken
+	client  string         // client_id of the login; "" for the Express API and IssueToken
 	login   time.Time      // start of the absolute lifetime
 	lastUse time.Time      // start of the idle lifetime: login or last rotation
 	current *refreshRecord // the only token that rotates normally
@@ -100,7 +100,7 @@ type lifetimes struct {
 
 // rotate exchanges the refresh token tok for a new one.
 //
-// client is the authenticated client_id of contract A ("" for contract B):
+// client is the authenticated client_id of the OAuth2 API ("" for the Express API):
 // a family started by a client refuses other clients. scope, if not empty,
 // narrows the scope of the new access token and must be a subset of the
 // granted scope; it does not change the family's grant.

@@ -1,7 +1,7 @@
-// Command testserver runs the autorefresh test server standalone: an OAuth2
-// token endpoint (contract A), a seed-style JSON and cookie API (contract B)
-// and protected resources, for trying clients against rotating refresh
-// tokens.
+// Command testserver runs the autorefresh test server standalone: the OAuth2
+// API (an RFC 6749 token endpoint), the Express API (the JSON and cookie API
+// common to Node.js/Express backends) and protected resources, for trying
+// clients against rotating refresh tokens.
 //
 // Usage:
 //
@@ -109,13 +109,13 @@ func parseUsers(list string) (map[string]string, error) {
 
 func printBanner(w io.Writer, url string, users map[string]string) {
 	fmt.Fprintf(w, "testserver listening on %s\n", url)
-	fmt.Fprintf(w, "  contract A token endpoint:   %s%s\n", url, testserver.PathToken)
-	fmt.Fprintf(w, "  contract A revocation:       %s%s\n", url, testserver.PathRevoke)
-	fmt.Fprintf(w, "  contract B login:            %s%s\n", url, testserver.PathLogin)
-	fmt.Fprintf(w, "  contract B refresh:          %s%s\n", url, testserver.PathRefreshB)
-	fmt.Fprintf(w, "  contract B logout:           %s%s\n", url, testserver.PathLogout)
+	fmt.Fprintf(w, "  OAuth2 token endpoint:       %s%s\n", url, testserver.PathToken)
+	fmt.Fprintf(w, "  OAuth2 revocation:           %s%s\n", url, testserver.PathRevoke)
+	fmt.Fprintf(w, "  Express login:               %s%s\n", url, testserver.PathExpressLogin)
+	fmt.Fprintf(w, "  Express refresh:             %s%s\n", url, testserver.PathExpressRefresh)
+	fmt.Fprintf(w, "  Express logout:              %s%s\n", url, testserver.PathExpressLogout)
 	fmt.Fprintf(w, "  resources:                   %s %s %s (scope %q) %s\n",
-		testserver.PathMe, testserver.PathEcho, testserver.PathAdmin, testserver.ScopeAdmin, testserver.PathCurrentUser)
+		testserver.PathMe, testserver.PathEcho, testserver.PathAdmin, testserver.ScopeAdmin, testserver.PathExpressCurrentUser)
 	for _, u := range slices.Sorted(maps.Keys(users)) {
 		fmt.Fprintf(w, "  user:                        %s / %s\n", u, users[u])
 	}

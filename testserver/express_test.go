@@ -17,13 +17,13 @@ func cookieNamed(h http.Header, name string) *http.Cookie {
 	return nil
 }
 
-func TestContractBLogin(t *testing.T) {
+func TestExpressLogin(t *testing.T) {
 	h := newHarness(t, Config{})
 	for _, body := range []map[string]string{
 		{"username": DemoUser, "password": DemoPassword},
 		{"email": DemoUser + "@example.com", "password": DemoPassword},
 	} {
-		a := h.postJSON(PathLogin, body)
+		a := h.postJSON(PathExpressLogin, body)
 		if a.status != http.StatusOK {
 			t.Fatalf("login %v: got %d %s, want 200", body, a.status, a.raw)
 		}
@@ -56,7 +56,7 @@ func TestContractBLogin(t *testing.T) {
 	}
 }
 
-func TestContractBLoginFailures(t *testing.T) {
+func TestExpressLoginFailures(t *testing.T) {
 	h := newHarness(t, Config{})
 	tests := []struct {
 		name   string
@@ -69,7 +69,7 @@ func TestContractBLoginFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := h.postJSON(PathLogin, tc.body)
+			a := h.postJSON(PathExpressLogin, tc.body)
 			if a.status != tc.status || a.body["success"] != false || a.body["statusCode"] != float64(tc.status) {
 				t.Errorf("got %d %s, want a %d envelope", a.status, a.raw, tc.status)
 			}
@@ -80,18 +80,18 @@ func TestContractBLoginFailures(t *testing.T) {
 	}
 }
 
-func TestContractBCookieAndJSONRefresh(t *testing.T) {
+func TestExpressCookieAndJSONRefresh(t *testing.T) {
 	h := newHarness(t, Config{})
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.client.Jar = jar
-	login := h.postJSON(PathLogin, map[string]string{"username": DemoUser, "password": DemoPassword})
+	login := h.postJSON(PathExpressLogin, map[string]string{"username": DemoUser, "password": DemoPassword})
 	rt0 := login.data()["refreshToken"].(string)
 
 	// By cookie: an empty body, the jar carries refreshToken.
-	req := h.newRequest(http.MethodPost, PathRefreshB, nil)
+	req := h.newRequest(http.MethodPost, PathExpressRefresh, nil)
 	a := h.do(req)
 	if a.status != http.StatusOK || a.str("message") != "Access token refreshed" || a.body["success"] != true {
 		t.Fatalf("cookie refresh: got %d %s", a.status, a.raw)
@@ -110,27 +110,27 @@ func TestContractBCookieAndJSONRefresh(t *testing.T) {
 		t.Errorf("refreshToken cookie not renewed")
 	}
 	// current-user reads the renewed accessToken cookie.
-	if cu := h.do(h.newRequest(http.MethodGet, PathCurrentUser, nil)); cu.status != http.StatusOK || cu.data()["username"] != DemoUser {
+	if cu := h.do(h.newRequest(http.MethodGet, PathExpressCurrentUser, nil)); cu.status != http.StatusOK || cu.data()["username"] != DemoUser {
 		t.Errorf("current-user with the cookie: got %d %s", cu.status, cu.raw)
 	}
 
 	// By JSON body, without cookies.
 	h.client.Jar = nil
-	b := h.postJSON(PathRefreshB, map[string]string{"refreshToken": rt1})
+	b := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": rt1})
 	if b.status != http.StatusOK {
 		t.Fatalf("JSON refresh: got %d %s", b.status, b.raw)
 	}
 	rt2 := b.data()["refreshToken"].(string)
 
 	// Reuse: 401 envelope, no challenge, family revoked.
-	r := h.postJSON(PathRefreshB, map[string]string{"refreshToken": rt1})
+	r := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": rt1})
 	if r.status != http.StatusUnauthorized || r.body["success"] != false || r.body["statusCode"] != float64(401) || r.str("message") == "" {
 		t.Fatalf("reuse: got %d %s, want a 401 envelope", r.status, r.raw)
 	}
 	if got := r.header.Get("WWW-Authenticate"); got != "" {
 		t.Errorf("WWW-Authenticate: got %q, want none", got)
 	}
-	if got := h.postJSON(PathRefreshB, map[string]string{"refreshToken": rt2}); got.status != http.StatusUnauthorized {
+	if got := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": rt2}); got.status != http.StatusUnauthorized {
 		t.Errorf("current token after reuse: got %d, want 401", got.status)
 	}
 	if st := h.s.Stats(); st.ReuseDetections != 1 || st.Rotations != 2 {
@@ -138,14 +138,14 @@ func TestContractBCookieAndJSONRefresh(t *testing.T) {
 	}
 }
 
-func TestContractBRefreshFailures(t *testing.T) {
+func TestExpressRefreshFailures(t *testing.T) {
 	h := newHarness(t, Config{})
 	for name, body := range map[string]any{
 		"missing": map[string]string{},
 		"unknown": map[string]string{"refreshToken": "nope"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			a := h.postJSON(PathRefreshB, body)
+			a := h.postJSON(PathExpressRefresh, body)
 			if a.status != http.StatusUnauthorized || a.body["success"] != false || a.header.Get("WWW-Authenticate") != "" {
 				t.Errorf("got %d %q %s, want a 401 envelope without challenge", a.status, a.header.Get("WWW-Authenticate"), a.raw)
 			}
@@ -153,10 +153,10 @@ func TestContractBRefreshFailures(t *testing.T) {
 	}
 }
 
-func TestContractBRefreshTokenFromTheOtherContract(t *testing.T) {
+func TestExpressRefreshTokenFromTheOtherContract(t *testing.T) {
 	h := newHarness(t, Config{})
-	rt := h.password("").str("refresh_token") // contract A login
-	a := h.postJSON(PathRefreshB, map[string]string{"refreshToken": rt})
+	rt := h.password("").str("refresh_token") // OAuth2 API login
+	a := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": rt})
 	if a.status != http.StatusOK {
 		t.Fatalf("got %d %s, want 200: one token store", a.status, a.raw)
 	}
@@ -179,7 +179,7 @@ func TestCurrentUserCookieBeforeBearer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req := h.newRequest(http.MethodGet, PathCurrentUser, nil)
+			req := h.newRequest(http.MethodGet, PathExpressCurrentUser, nil)
 			if tc.cookie != "" {
 				req.AddCookie(&http.Cookie{Name: "accessToken", Value: tc.cookie})
 			}
@@ -200,13 +200,13 @@ func TestCurrentUserCookieBeforeBearer(t *testing.T) {
 	}
 }
 
-func TestContractBLogoutRevokesFamily(t *testing.T) {
+func TestExpressLogoutRevokesFamily(t *testing.T) {
 	h := newHarness(t, Config{})
 
 	// By refresh token cookie.
-	login := h.postJSON(PathLogin, map[string]string{"username": DemoUser, "password": DemoPassword})
+	login := h.postJSON(PathExpressLogin, map[string]string{"username": DemoUser, "password": DemoPassword})
 	rt := login.data()["refreshToken"].(string)
-	req := h.newRequest(http.MethodPost, PathLogout, nil)
+	req := h.newRequest(http.MethodPost, PathExpressLogout, nil)
 	req.AddCookie(&http.Cookie{Name: "refreshToken", Value: rt})
 	a := h.do(req)
 	if a.status != http.StatusOK || a.body["success"] != true {
@@ -217,13 +217,13 @@ func TestContractBLogoutRevokesFamily(t *testing.T) {
 			t.Errorf("%s cookie not cleared: %+v", name, c)
 		}
 	}
-	if got := h.postJSON(PathRefreshB, map[string]string{"refreshToken": rt}); got.status != http.StatusUnauthorized {
+	if got := h.postJSON(PathExpressRefresh, map[string]string{"refreshToken": rt}); got.status != http.StatusUnauthorized {
 		t.Errorf("refresh after logout: got %d, want 401", got.status)
 	}
 
 	// By access token only: its family goes.
 	tok := h.s.mustIssue(t)
-	req = h.newRequest(http.MethodPost, PathLogout, nil)
+	req = h.newRequest(http.MethodPost, PathExpressLogout, nil)
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	if a := h.do(req); a.status != http.StatusOK {
 		t.Fatalf("logout by access token: got %d %s", a.status, a.raw)
@@ -231,19 +231,19 @@ func TestContractBLogoutRevokesFamily(t *testing.T) {
 	wantGrantError(t, h.refresh(tok.RefreshToken), http.StatusBadRequest, "invalid_grant")
 
 	// Nothing presented.
-	if a := h.do(h.newRequest(http.MethodPost, PathLogout, nil)); a.status != http.StatusUnauthorized {
+	if a := h.do(h.newRequest(http.MethodPost, PathExpressLogout, nil)); a.status != http.StatusUnauthorized {
 		t.Errorf("logout without credentials: got %d, want 401", a.status)
 	}
 }
 
-func TestContractBFormBody(t *testing.T) {
+func TestExpressFormBody(t *testing.T) {
 	h := newHarness(t, Config{})
-	req := h.newRequest(http.MethodPost, PathLogin, strings.NewReader("username=demo&password=demo"))
+	req := h.newRequest(http.MethodPost, PathExpressLogin, strings.NewReader("username=demo&password=demo"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if a := h.do(req); a.status != http.StatusOK {
 		t.Errorf("form login: got %d %s, want 200", a.status, a.raw)
 	}
-	bad := h.newRequest(http.MethodPost, PathLogin, strings.NewReader("{not json"))
+	bad := h.newRequest(http.MethodPost, PathExpressLogin, strings.NewReader("{not json"))
 	bad.Header.Set("Content-Type", "application/json")
 	if a := h.do(bad); a.status != http.StatusBadRequest {
 		t.Errorf("malformed JSON: got %d, want 400", a.status)
