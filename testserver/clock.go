@@ -41,6 +41,14 @@ func (c *Clock) Now() time.Time {
 	return time.Now().Add(c.offset)
 }
 
+// Frozen reports whether the clock is frozen, as made by [NewClock]: it
+// moves only when Advance is called.
+func (c *Clock) Frozen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.frozen
+}
+
 // Advance moves the clock forward by d. A negative d moves it back, which
 // tests rarely want.
 func (c *Clock) Advance(d time.Duration) {

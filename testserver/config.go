@@ -78,6 +78,13 @@ type Config struct {
 	// 32-byte key is generated for each server.
 	SigningKey []byte
 
+	// AdminToken, if not empty, protects the control API and its live page
+	// under [PathControl]: every request there must carry
+	// "Authorization: Bearer AdminToken" (or, for a browser, HTTP Basic
+	// with AdminToken as the password) or is answered 401. Empty (the
+	// default) leaves the control API open, as suits a server on loopback.
+	AdminToken string
+
 	// MaxBodyBytes caps every request body; a larger body is answered with
 	// 413. Zero means [DefaultMaxBodyBytes] (64 KiB); a negative value
 	// removes the cap.

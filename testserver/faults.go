@@ -3,6 +3,7 @@ package testserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -47,6 +48,14 @@ func (s *Server) FailRefreshes(n int, status int, retryAfter time.Duration) {
 	s.faults.failRetryAfter = retryAfter
 	s.faults.mu.Unlock()
 	s.faults.changed.notify()
+	detail := "injected refresh failures cancelled"
+	if n > 0 {
+		detail = fmt.Sprintf("the next %d refreshes fail with %d", n, status)
+		if retryAfter > 0 {
+			detail += fmt.Sprintf(", Retry-After %s", retryAfter)
+		}
+	}
+	s.emit(event{Kind: eventFault, Detail: detail})
 }
 
 // DelayRefreshes makes each refresh request wait d of real time before it is
@@ -57,6 +66,11 @@ func (s *Server) DelayRefreshes(d time.Duration) {
 	s.faults.delay = max(d, 0)
 	s.faults.mu.Unlock()
 	s.faults.changed.notify()
+	detail := "refresh delay removed"
+	if d > 0 {
+		detail = fmt.Sprintf("refreshes delayed by %s", d)
+	}
+	s.emit(event{Kind: eventFault, Detail: detail})
 }
 
 // HoldRefreshes makes refresh requests (either contract) block, before
@@ -75,6 +89,7 @@ func (s *Server) HoldRefreshes() (release func()) {
 	s.faults.gates[gate] = struct{}{}
 	s.faults.mu.Unlock()
 	s.faults.changed.notify()
+	s.emit(event{Kind: eventFault, Detail: "refreshes held"})
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -83,6 +98,7 @@ func (s *Server) HoldRefreshes() (release func()) {
 			s.faults.mu.Unlock()
 			close(gate)
 			s.faults.changed.notify()
+			s.emit(event{Kind: eventFault, Detail: "hold released"})
 		})
 	}
 }
@@ -120,6 +136,11 @@ func (s *Server) DropAfterRotate(n int) {
 	s.faults.dropN = max(n, 0)
 	s.faults.mu.Unlock()
 	s.faults.changed.notify()
+	detail := "drops cancelled"
+	if n > 0 {
+		detail = fmt.Sprintf("the next %d rotations are dropped", n)
+	}
+	s.emit(event{Kind: eventFault, Detail: detail})
 }
 
 // RevokeAll revokes every refresh token family issued so far: their refresh
@@ -134,6 +155,35 @@ func (s *Server) RevokeAll() {
 // tokens are not affected.
 func (s *Server) ExpireAccessTokens() {
 	s.epoch.Add(1)
+	s.emit(event{Kind: eventExpireAccess, Detail: "every access token issued so far is expired"})
+}
+
+// faultState is the fault injection settings, as the control API shows them.
+type faultState struct {
+	FailRemaining     int     `json:"fail_remaining"`
+	FailStatus        int     `json:"fail_status,omitempty"`
+	RetryAfterSeconds float64 `json:"retry_after_seconds,omitempty"`
+	DelayMS           int64   `json:"delay_ms"`
+	Holds             int     `json:"holds"` // holds open
+	Held              int     `json:"held"`  // refreshes waiting at them
+	DropsRemaining    int     `json:"drops_remaining"`
+}
+
+func (s *Server) faultState() faultState {
+	f := &s.faults
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := faultState{
+		FailRemaining:  f.failN,
+		DelayMS:        f.delay.Milliseconds(),
+		Holds:          len(f.gates),
+		Held:           f.held,
+		DropsRemaining: f.dropN,
+	}
+	if f.failN > 0 {
+		st.FailStatus, st.RetryAfterSeconds = f.failStatus, f.failRetryAfter.Seconds()
+	}
+	return st
 }
 
 // beforeRefresh applies the holds, then the delay, to a refresh request. It

@@ -29,15 +29,15 @@ const (
 // RequestRecord describes one request served by a [Server]. It never holds a
 // secret, a password or a token: only which kind of credential was presented.
 type RequestRecord struct {
-	Time   time.Time // arrival, by the server clock
-	Method string
-	Path   string
+	Time   time.Time `json:"time"` // arrival, by the server clock
+	Method string    `json:"method"`
+	Path   string    `json:"path"`
 	// Credential names the credentials presented, see [CredBearer] and the
 	// other Cred constants; [CredNone] if none.
-	Credential string
+	Credential string `json:"credential"`
 	// Status is the status code answered, or 0 if the connection was
 	// closed without an answer ([Server.DropAfterRotate]).
-	Status int
+	Status int `json:"status"`
 }
 
 // MaxRequestLog is how many records [Server.Requests] keeps; older ones are
@@ -92,10 +92,24 @@ func (s *Server) WaitRequests(ctx context.Context, n int) error {
 
 // Requests returns a copy of the request log, oldest first.
 func (s *Server) Requests() []RequestRecord {
-	s.reqLog.mu.Lock()
-	defer s.reqLog.mu.Unlock()
-	l := &s.reqLog
-	return slices.Concat(l.records[l.next:], l.records[:l.next])
+	recs, _ := s.reqLog.last(-1)
+	return recs
+}
+
+// last returns a copy of the n newest records (all of them if n < 0),
+// oldest first, and how many records were ever added.
+func (l *requestLog) last(n int) ([]RequestRecord, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	size := len(l.records)
+	if n < 0 || n > size {
+		n = size
+	}
+	out := make([]RequestRecord, n)
+	for i := range n {
+		out[i] = l.records[(l.next+size-n+i)%size]
+	}
+	return out, l.total
 }
 
 // credNote collects the credential kinds of one request. Only the handler's

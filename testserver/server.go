@@ -68,11 +68,13 @@ const ScopeAdmin = "admin"
 //
 // All methods are safe for concurrent use by multiple goroutines.
 type Server struct {
-	cfg     Config
-	clock   *Clock
-	store   *store
-	handler http.Handler
-	done    chan struct{} // closed by Close: ends holds and delays
+	cfg      Config
+	clock    *Clock
+	store    *store
+	handler  http.Handler
+	done     chan struct{} // closed by Close: ends holds, delays and event streams
+	stopping chan struct{} // closed by Shutdown or Close: ends event streams
+	stopOnce sync.Once     // closes stopping
 
 	epoch      atomic.Uint64 // access token epoch, see ExpireAccessTokens
 	revokedMu  sync.Mutex    // guards revokedJTI
@@ -81,9 +83,15 @@ type Server struct {
 	faults   faults
 	counters counters
 	reqLog   requestLog
+	events   eventLog
+
+	holdsMu sync.Mutex // guards holds
+	holds   []func()   // releases of the holds opened through the control API
 
 	mu       sync.Mutex // guards the fields below
 	srv      *http.Server
+	served   chan struct{} // closed when the serving goroutine returns
+	client   *http.Client  // made by Client
 	url      string
 	closed   bool
 	inflight sync.WaitGroup // handlers running; Add only under mu while !closed
@@ -98,8 +106,10 @@ func New(cfg Config) *Server {
 		clock:      cfg.Clock,
 		store:      newStore(),
 		done:       make(chan struct{}),
+		stopping:   make(chan struct{}),
 		revokedJTI: make(map[string]struct{}),
 	}
+	s.store.emit = s.emit
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathToken, s.handleToken)
 	mux.HandleFunc(PathRevoke, s.handleRevoke)
@@ -111,7 +121,10 @@ func New(cfg Config) *Server {
 	mux.HandleFunc(PathExpressRefresh, s.handleExpressRefresh)
 	mux.HandleFunc(PathExpressLogout, s.handleExpressLogout)
 	mux.HandleFunc(PathExpressCurrentUser, s.handleExpressCurrentUser)
-	s.handler = s.record(mux)
+	root := http.NewServeMux()
+	root.Handle(PathControl, s.control())
+	root.Handle("/", s.record(mux))
+	s.handler = root
 	return s
 }
 
@@ -143,10 +156,30 @@ func (s *Server) Start(addr string) error {
 	if err != nil {
 		return fmt.Errorf("testserver: %w", err)
 	}
-	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	s.srv, s.served = srv, served
 	s.url = "http://" + ln.Addr().String()
-	go s.srv.Serve(ln)
+	go func() {
+		defer close(served)
+		srv.Serve(ln)
+	}()
 	return nil
+}
+
+// Client returns an HTTP client for the server, as [httptest.Server.Client]
+// does: it has a transport of its own, without proxy, whose idle
+// connections [Server.Close] closes. Every call returns the same client.
+func (s *Server) Client() *http.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		s.client = &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		}}
+	}
+	return s.client
 }
 
 // URL returns the base URL of a started server, like
@@ -166,11 +199,13 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // made in its place.
 func (s *Server) Clock() *Clock { return s.clock }
 
-// Shutdown stops the server gracefully: it stops listening, then waits for
-// the requests in flight until ctx is done (see [http.Server.Shutdown]).
-// Refreshes held by [Server.HoldRefreshes] are not released; call
-// [Server.Close] to end them. Close must still be called afterwards.
+// Shutdown stops the server gracefully: it stops listening, ends the live
+// page's event streams, then waits for the requests in flight until ctx is
+// done (see [http.Server.Shutdown]). Refreshes held by
+// [Server.HoldRefreshes] are not released; call [Server.Close] to end them.
+// Close must still be called afterwards.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stopping) })
 	s.mu.Lock()
 	srv := s.srv
 	s.mu.Unlock()
@@ -181,8 +216,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the server at once: it closes the listener and every
-// connection, ends holds and delays, and waits for the handlers still
-// running. It is idempotent, and valid on a server never started.
+// connection, ends holds, delays and event streams, waits for the handlers
+// still running and for the serving goroutine, and closes the idle
+// connections of [Server.Client]. It is idempotent, and valid on a server
+// never started.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -191,13 +228,18 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	srv := s.srv
+	s.stopOnce.Do(func() { close(s.stopping) })
+	srv, served, client := s.srv, s.served, s.client
 	s.mu.Unlock()
 	var err error
 	if srv != nil {
 		err = srv.Close()
+		<-served
 	}
 	s.inflight.Wait()
+	if client != nil {
+		client.CloseIdleConnections()
+	}
 	return err
 }
 

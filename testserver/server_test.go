@@ -3,10 +3,12 @@ package testserver
 import (
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/oauth2"
 )
 
@@ -130,5 +132,49 @@ func TestConfigIsCopied(t *testing.T) {
 	}
 	if _, err := s.IssueToken("alice"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestClientReachesTheServerAndCloseClosesItsConnections(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	s := New(Config{})
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Client()
+	if c != s.Client() {
+		t.Error("Client: got a new client on the second call, want the same")
+	}
+	resp, err := c.Get(s.URL() + PathMe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET %s without a token: got %d, want 401", PathMe, resp.StatusCode)
+	}
+	s.Close()
+	// The client's idle connection and the serving goroutine are gone.
+	goleak.VerifyNone(t, before)
+}
+
+func TestCloseWaitsForTheServingGoroutine(t *testing.T) {
+	serving := func() bool {
+		buf := make([]byte, 1<<20)
+		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "testserver.(*Server).Start.func")
+	}
+	s := New(Config{})
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if !serving() {
+		t.Fatal("no serving goroutine after Start")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Checked once, without retry: the goroutine is gone when Close returns.
+	if serving() {
+		t.Error("the serving goroutine still runs after Close")
 	}
 }

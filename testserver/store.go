@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +19,8 @@ type family struct {
 	login   time.Time      // start of the absolute lifetime
 	lastUse time.Time      // start of the idle lifetime: login or last rotation
 	current *refreshRecord // the only token that rotates normally
-	revoked bool
+	tokens  int            // refresh tokens issued in the family
+	revoked string         // why the family was revoked; "" while it lives
 }
 
 // refreshRecord is what the server keeps of one refresh token: its hash,
@@ -27,6 +29,7 @@ type refreshRecord struct {
 	hash    tokenHash
 	fam     *family
 	parent  *refreshRecord // nil for the token issued at login
+	gen     int            // 1 for the token issued at login, then 2, 3...
 	issued  time.Time
 	lastUse time.Time // last time the token was presented
 	rotated time.Time // when it stopped being current; zero while current
@@ -60,11 +63,27 @@ type session struct {
 	sid     string // family ID
 }
 
+// Reasons a family is revoked, as [familyInfo.Revoked] reports them.
+const (
+	revokedByReuse     = "reuse"
+	revokedByLogout    = "revoked"
+	revokedByRevokeAll = "revoke-all"
+)
+
 // store holds the refresh token families.
 type store struct {
+	emit func(event) // called under mu for each change of a family; may be nil
+
 	mu       sync.Mutex // guards the fields below and every family and record
 	tokens   map[tokenHash]*refreshRecord
 	families map[string]*family
+}
+
+// emitLocked reports a change of fam.
+func (st *store) emitLocked(kind string, fam *family, gen int, detail string) {
+	if st.emit != nil {
+		st.emit(event{Kind: kind, Family: fam.id, User: fam.user, Gen: gen, Detail: detail})
+	}
 }
 
 func newStore() *store {
@@ -81,15 +100,17 @@ func (st *store) login(user, scope, client string, now time.Time) session {
 	fam := &family{id: randomID(), user: user, scope: scope, client: client, login: now, lastUse: now}
 	st.families[fam.id] = fam
 	tok := st.issueLocked(fam, nil, now)
+	st.emitLocked(eventLogin, fam, 1, "login of "+user)
 	return session{refresh: tok, user: user, scope: scope, sid: fam.id}
 }
 
 // issueLocked adds a new current token to fam, child of parent.
 func (st *store) issueLocked(fam *family, parent *refreshRecord, now time.Time) string {
 	tok, h := newRefreshToken()
-	rec := &refreshRecord{hash: h, fam: fam, parent: parent, issued: now, lastUse: now}
+	rec := &refreshRecord{hash: h, fam: fam, parent: parent, gen: fam.tokens + 1, issued: now, lastUse: now}
 	st.tokens[h] = rec
 	fam.current = rec
+	fam.tokens++
 	return tok
 }
 
@@ -124,7 +145,7 @@ func (st *store) rotate(tok, client, scope string, now time.Time, lt lifetimes) 
 	rec.lastUse = now
 	fam := rec.fam
 	switch {
-	case fam.revoked:
+	case fam.revoked != "":
 		return session{}, errRevokedRefresh
 	case lt.absolute > 0 && !now.Before(fam.login.Add(lt.absolute)),
 		lt.idle > 0 && !now.Before(fam.lastUse.Add(lt.idle)):
@@ -137,7 +158,8 @@ func (st *store) rotate(tok, client, scope string, now time.Time, lt lifetimes) 
 	if rec != fam.current {
 		cur := fam.current
 		if lt.grace <= 0 || cur.parent != rec || rec.graced || now.Sub(rec.rotated) > lt.grace {
-			fam.revoked = true
+			fam.revoked = revokedByReuse
+			st.emitLocked(eventReuse, fam, rec.gen, fmt.Sprintf("token %d presented again after token %d was issued: family revoked", rec.gen, cur.gen))
 			return session{}, errReusedRefresh
 		}
 		rec.graced = true
@@ -150,6 +172,11 @@ func (st *store) rotate(tok, client, scope string, now time.Time, lt lifetimes) 
 		scope = fam.scope
 	}
 	newTok := st.issueLocked(fam, rec, now)
+	if rec.graced {
+		st.emitLocked(eventGrace, fam, rec.gen, fmt.Sprintf("token %d accepted again within the reuse grace: token %d issued", rec.gen, fam.current.gen))
+	} else {
+		st.emitLocked(eventRotation, fam, rec.gen, fmt.Sprintf("token %d rotated to token %d", rec.gen, fam.current.gen))
+	}
 	return session{refresh: newTok, user: fam.user, scope: scope, sid: fam.id}, nil
 }
 
@@ -162,7 +189,7 @@ func (st *store) revokeToken(tok string) bool {
 	if rec == nil {
 		return false
 	}
-	rec.fam.revoked = true
+	st.revokeLocked(rec.fam, revokedByLogout)
 	return true
 }
 
@@ -171,7 +198,7 @@ func (st *store) revokeFamily(sid string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if fam := st.families[sid]; fam != nil {
-		fam.revoked = true
+		st.revokeLocked(fam, revokedByLogout)
 	}
 }
 
@@ -179,9 +206,57 @@ func (st *store) revokeFamily(sid string) {
 func (st *store) revokeAll() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	n := 0
 	for _, fam := range st.families {
-		fam.revoked = true
+		if fam.revoked == "" {
+			fam.revoked = revokedByRevokeAll
+			n++
+		}
 	}
+	if st.emit != nil {
+		st.emit(event{Kind: eventRevokeAll, Detail: fmt.Sprintf("%d families revoked", n)})
+	}
+}
+
+// revokeLocked revokes fam, if it still lives, for the reason why.
+func (st *store) revokeLocked(fam *family, why string) {
+	if fam.revoked != "" {
+		return
+	}
+	fam.revoked = why
+	st.emitLocked(eventRevoke, fam, fam.current.gen, "family revoked by logout or revocation")
+}
+
+// familyInfo describes a family for the control API. It holds no token.
+type familyInfo struct {
+	ID         string    `json:"id"`
+	User       string    `json:"user"`
+	Client     string    `json:"client,omitempty"`
+	Scope      string    `json:"scope,omitempty"`
+	Login      time.Time `json:"login"`
+	LastUse    time.Time `json:"last_use"`
+	Generation int       `json:"generation"` // of the current refresh token
+	Revoked    string    `json:"revoked,omitempty"`
+}
+
+// snapshot returns up to n families, the most recently used first.
+func (st *store) snapshot(n int) []familyInfo {
+	st.mu.Lock()
+	out := make([]familyInfo, 0, len(st.families))
+	for _, f := range st.families {
+		out = append(out, familyInfo{
+			ID: f.id, User: f.user, Client: f.client, Scope: f.scope,
+			Login: f.login, LastUse: f.lastUse, Generation: f.current.gen, Revoked: f.revoked,
+		})
+	}
+	st.mu.Unlock()
+	slices.SortFunc(out, func(a, b familyInfo) int {
+		if c := b.LastUse.Compare(a.LastUse); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out[:min(n, len(out))]
 }
 
 // scopeSubset reports whether every scope in the space-separated list want

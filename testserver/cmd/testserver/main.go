@@ -8,11 +8,17 @@
 //	testserver [-addr 127.0.0.1:8080] [-access-ttl 10m] [-refresh-idle 24h]
 //	           [-refresh-absolute 720h] [-reuse-grace 0s] [-max-body 65536]
 //	           [-users demo:demo] [-signing-key KEY]
+//	           [-admin-token TOKEN] [-frozen-clock]
 //
 // It prints its URL on the first line of standard output
-// ("testserver listening on http://127.0.0.1:PORT"), then the endpoints and
-// the demo credentials, and stops gracefully on SIGINT or SIGTERM, exiting 0.
-// Port 0 picks a free port.
+// ("testserver listening on http://127.0.0.1:PORT"), then the endpoints, the
+// control API and live page (URL/admin/) and the demo credentials, and stops
+// gracefully on SIGINT or SIGTERM, exiting 0. Port 0 picks a free port.
+//
+// -admin-token makes every call of the control API require
+// "Authorization: Bearer TOKEN"; -frozen-clock starts the server clock
+// frozen at the current time, so that only POST /admin/clock/advance moves
+// it.
 package main
 
 import (
@@ -48,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	maxBody := fs.Int64("max-body", testserver.DefaultMaxBodyBytes, "request body cap in `bytes` (negative: none)")
 	users := fs.String("users", testserver.DemoUser+":"+testserver.DemoPassword, "comma-separated `user:password` list")
 	signingKey := fs.String("signing-key", "", "HS256 `key` of the access tokens (default: random)")
+	adminToken := fs.String("admin-token", "", "require Authorization: Bearer `token` on the control API under /admin/ (default: open)")
+	frozenClock := fs.Bool("frozen-clock", false, "start the server clock frozen; move it with POST /admin/clock/advance")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -67,7 +75,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var clock *testserver.Clock
+	if *frozenClock {
+		clock = testserver.NewClock(time.Now())
+	}
 	s := testserver.New(testserver.Config{
+		Clock:           clock,
+		AdminToken:      *adminToken,
 		AccessTTL:       *accessTTL,
 		RefreshIdle:     *refreshIdle,
 		RefreshAbsolute: *refreshAbsolute,
@@ -80,7 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	printBanner(stdout, s.URL(), userMap)
+	printBanner(stdout, s.URL(), userMap, *adminToken != "", *frozenClock)
 
 	<-ctx.Done()
 	stop()
@@ -107,7 +121,7 @@ func parseUsers(list string) (map[string]string, error) {
 	return m, nil
 }
 
-func printBanner(w io.Writer, url string, users map[string]string) {
+func printBanner(w io.Writer, url string, users map[string]string, adminToken, frozen bool) {
 	fmt.Fprintf(w, "testserver listening on %s\n", url)
 	fmt.Fprintf(w, "  OAuth2 token endpoint:       %s%s\n", url, testserver.PathToken)
 	fmt.Fprintf(w, "  OAuth2 revocation:           %s%s\n", url, testserver.PathRevoke)
@@ -116,6 +130,14 @@ func printBanner(w io.Writer, url string, users map[string]string) {
 	fmt.Fprintf(w, "  Express logout:              %s%s\n", url, testserver.PathExpressLogout)
 	fmt.Fprintf(w, "  resources:                   %s %s %s (scope %q) %s\n",
 		testserver.PathMe, testserver.PathEcho, testserver.PathAdmin, testserver.ScopeAdmin, testserver.PathExpressCurrentUser)
+	admin := "open"
+	if adminToken {
+		admin = "needs Authorization: Bearer <admin token>"
+	}
+	fmt.Fprintf(w, "  control API and live page:   %s%s (%s)\n", url, testserver.PathControl, admin)
+	if frozen {
+		fmt.Fprintf(w, "  clock:                       frozen; POST %s%sclock/advance moves it\n", url, testserver.PathControl)
+	}
 	for _, u := range slices.Sorted(maps.Keys(users)) {
 		fmt.Fprintf(w, "  user:                        %s / %s\n", u, users[u])
 	}
