@@ -158,20 +158,21 @@ func TestSeedLoginAnswerParsesIntoARefreshableToken(t *testing.T) {
 // holds: another process logs in and saves its token just after.
 type rereadStore struct {
 	mu    sync.Mutex // guards the fields
-	loads int
 	first *oauth2.Token
 	later *oauth2.Token
 	saved []*oauth2.Token
+	// switched reports when to return later: once a refresh reached
+	// the server, as if another process saved it meanwhile.
+	switched func() bool
 }
 
 func (s *rereadStore) Load(context.Context) (*oauth2.Token, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.loads++
-	if s.loads == 1 {
-		return s.first, nil
+	if s.switched() {
+		return s.later, nil
 	}
-	return s.later, nil
+	return s.first, nil
 }
 
 func (s *rereadStore) Save(_ context.Context, t *oauth2.Token) error {
@@ -190,7 +191,7 @@ func TestSourceAdoptsTheStoredTokenWhenTheRefreshTokenIsRejected(t *testing.T) {
 	old := issue(t, s)
 	s.RevokeAll()
 	fresh := issue(t, s) // the other process's new login
-	store := &rereadStore{first: old, later: fresh}
+	store := &rereadStore{first: old, later: fresh, switched: func() bool { return s.Stats().Refreshes > 0 }}
 
 	src := refresher.NewSource(contracts[0].new(s), refresher.WithToken(old), refresher.WithStore(store))
 	got, err := src.Refresh(context.Background(), old)
@@ -203,7 +204,7 @@ func TestSourceAdoptsTheStoredTokenWhenTheRefreshTokenIsRejected(t *testing.T) {
 
 	// Without a newer token in the Store, the session is over.
 	s.RevokeAll()
-	store2 := &rereadStore{first: fresh, later: fresh}
+	store2 := &rereadStore{first: fresh, later: fresh, switched: func() bool { return false }}
 	src2 := refresher.NewSource(contracts[0].new(s), refresher.WithToken(fresh), refresher.WithStore(store2))
 	_, err = src2.Refresh(context.Background(), fresh)
 	assert.ErrorIs(t, err, refresher.ErrReauthRequired)

@@ -147,11 +147,20 @@ type orderStore struct {
 }
 
 func (s *orderStore) Save(ctx context.Context, t *oauth2.Token) error {
+	s.record(t)
+	return s.MemoryStore.Save(ctx, t)
+}
+
+func (s *orderStore) CompareAndSwap(ctx context.Context, prev, next *oauth2.Token) (bool, error) {
+	s.record(next)
+	return s.MemoryStore.CompareAndSwap(ctx, prev, next)
+}
+
+func (s *orderStore) record(t *oauth2.Token) {
 	s.saves.Add(1)
 	if s.handedOut(t.AccessToken) {
 		s.lateSaves.Add(1)
 	}
-	return s.MemoryStore.Save(ctx, t)
 }
 
 func TestRotatedTokenIsSavedBeforeAnyCallerGetsIt(t *testing.T) {
@@ -178,7 +187,7 @@ func TestRotatedTokenIsSavedBeforeAnyCallerGetsIt(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	assert.Equal(t, r.calls.Load(), store.saves.Load(), "one save per refresh")
+	assert.Equal(t, r.calls.Load()+1, store.saves.Load(), "one save per refresh, and one of the token given at construction")
 	assert.Zero(t, store.lateSaves.Load(), "tokens saved after a caller had them")
 	saved, _ := store.Load(context.Background())
 	cur, _ := src.Token(context.Background())
@@ -307,7 +316,7 @@ func TestTokenNearExpiryIsRefreshedBeforeUse(t *testing.T) {
 	r, tok := newRotator()
 	r.expiresIn, r.clock = 5*time.Minute, clock.Now
 	tok.Expiry = clock.Now().Add(5 * time.Minute)
-	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now))
+	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now), refresher.WithBlockingRefresh())
 	ctx := context.Background()
 
 	clock.Advance(5*time.Minute - 31*time.Second) // just outside the leeway
@@ -315,7 +324,7 @@ func TestTokenNearExpiryIsRefreshedBeforeUse(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "access-0", got.AccessToken)
 
-	clock.Advance(2 * time.Second) // 29 s left: inside the leeway
+	clock.Advance(17 * time.Second) // 14 s left: past the jittered refresh point
 	got, err = src.Token(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "access-1", got.AccessToken)
@@ -326,12 +335,13 @@ func TestLeewayIsConfigurable(t *testing.T) {
 	clock := newFakeClock()
 	r, tok := newRotator()
 	tok.Expiry = clock.Now().Add(10 * time.Minute)
-	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now), refresher.WithLeeway(2*time.Minute))
+	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now),
+		refresher.WithLeeway(2*time.Minute), refresher.WithBlockingRefresh())
 
 	clock.Advance(7 * time.Minute) // 3 min left
 	got, _ := src.Token(context.Background())
 	assert.Equal(t, "access-0", got.AccessToken)
-	clock.Advance(90 * time.Second) // 90 s left
+	clock.Advance(2 * time.Minute) // 59 s left: past the jittered refresh point
 	got, _ = src.Token(context.Background())
 	assert.Equal(t, "access-1", got.AccessToken)
 }
@@ -352,14 +362,14 @@ func TestShortLivedTokenIsNotRefreshedOnEveryUse(t *testing.T) {
 	r, tok := newRotator()
 	r.expiresIn, r.clock = 10*time.Second, clock.Now // shorter than the 30 s leeway
 	tok.Expiry = clock.Now().Add(10 * time.Second)
-	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now))
+	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now), refresher.WithBlockingRefresh())
 
 	for range 10 {
 		_, err := src.Token(context.Background())
 		require.NoError(t, err)
 	}
 	assert.Zero(t, r.calls.Load(), "refreshes while the token is young")
-	clock.Advance(6 * time.Second) // past half its life
+	clock.Advance(7500 * time.Millisecond) // past its jittered refresh point (5 s to 2.5 s before expiry)
 	got, err := src.Token(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, "access-1", got.AccessToken)
@@ -370,7 +380,7 @@ func TestProactiveTransientFailureKeepsUsingTheValidToken(t *testing.T) {
 	r, tok := newRotator()
 	r.fail = &refresher.RefreshError{StatusCode: 503}
 	tok.Expiry = clock.Now().Add(5 * time.Minute)
-	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now))
+	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithClock(clock.Now), refresher.WithBlockingRefresh())
 
 	clock.Advance(4*time.Minute + 50*time.Second)
 	got, err := src.Token(context.Background())
@@ -397,14 +407,24 @@ func (s *failingStore) Save(ctx context.Context, t *oauth2.Token) error {
 	return s.MemoryStore.Save(ctx, t)
 }
 
+func (s *failingStore) CompareAndSwap(ctx context.Context, prev, next *oauth2.Token) (bool, error) {
+	if s.fail.Load() {
+		return false, errors.New("disk full")
+	}
+	return s.MemoryStore.CompareAndSwap(ctx, prev, next)
+}
+
 func TestFailedSaveIsReportedAndTheTokenIsNotLost(t *testing.T) {
 	r, tok := newRotator()
 	store := &failingStore{}
-	store.fail.Store(true)
-	src := refresher.NewSource(r, refresher.WithToken(tok), refresher.WithStore(store))
 	ctx := context.Background()
+	require.NoError(t, store.Save(ctx, tok))
+	src := refresher.NewSource(r, refresher.WithStore(store))
+	_, err := src.Token(ctx)
+	require.NoError(t, err)
+	store.fail.Store(true)
 
-	_, err := src.Refresh(ctx, tok)
+	_, err = src.Refresh(ctx, tok)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "disk full")
 	_, err = src.Token(ctx)
@@ -506,14 +526,19 @@ func TestRetryAfterIsHonouredBeforeTheNextRefresh(t *testing.T) {
 
 func TestDeadSourcePicksUpTokenSavedByAnotherProcess(t *testing.T) {
 	ctx := context.Background()
+	clock := newFakeClock()
 	r, tok := newRotator()
 	store := refresher.NewMemoryStore(nil)
-	src := refresher.NewSource(r, refresher.WithStore(store))
+	src := refresher.NewSource(r, refresher.WithStore(store), refresher.WithClock(clock.Now))
 	_, err := src.Token(ctx)
 	require.ErrorIs(t, err, refresher.ErrNoToken)
 
-	// Another process logs in and saves its token to the shared Store.
+	// Another process logs in and saves its token to the shared Store:
+	// the over Source re-reads the Store once a second.
 	require.NoError(t, store.Save(ctx, tok))
+	_, err = src.Token(ctx)
+	require.ErrorIs(t, err, refresher.ErrNoToken, "within the second, it fails fast")
+	clock.Advance(time.Second)
 	got, err := src.Token(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, tok.AccessToken, got.AccessToken)

@@ -2,8 +2,8 @@
 // and redisstore.Store keep an OAuth2 token: one codec for one format.
 //
 // The form is an object with a "version" field, the token's
-// "access_token", and, when set, its "token_type", "refresh_token" and
-// "expiry" (RFC 3339). Fields are only ever added; a change that older
+// "access_token", and, when set, its "token_type", "refresh_token",
+// "expiry" (RFC 3339) and "expires_in" (the lifetime it was issued with). Fields are only ever added; a change that older
 // readers would misread bumps [Version].
 package tokenjson
 
@@ -29,11 +29,12 @@ type storedToken struct {
 	AccessToken  string `json:"access_token"`
 	TokenType    string `json:"token_type,omitempty"`
 	RefreshToken string `json:"refresh_token,omitempty"`
-	Expiry       string `json:"expiry,omitempty"` // RFC 3339; absent: unknown
+	Expiry       string `json:"expiry,omitempty"`     // RFC 3339; absent: unknown
+	ExpiresIn    int64  `json:"expires_in,omitempty"` // the lifetime it was issued with, in seconds
 }
 
 // Encode returns the compact JSON form of t. Only t's AccessToken,
-// TokenType, RefreshToken and Expiry are kept; extra fields such as an ID
+// TokenType, RefreshToken, Expiry and ExpiresIn are kept; extra fields such as an ID
 // token are not. It returns an error if t is nil or has no access token.
 func Encode(t *oauth2.Token) ([]byte, error) {
 	if t == nil || t.AccessToken == "" {
@@ -44,6 +45,7 @@ func Encode(t *oauth2.Token) ([]byte, error) {
 		AccessToken:  t.AccessToken,
 		TokenType:    t.TokenType,
 		RefreshToken: t.RefreshToken,
+		ExpiresIn:    t.ExpiresIn,
 	}
 	if !t.Expiry.IsZero() {
 		st.Expiry = t.Expiry.Format(time.RFC3339Nano)
@@ -86,6 +88,7 @@ func Decode(data []byte) (*oauth2.Token, string) {
 		AccessToken:  st.AccessToken,
 		TokenType:    st.TokenType,
 		RefreshToken: st.RefreshToken,
+		ExpiresIn:    max(st.ExpiresIn, 0),
 	}
 	if st.Expiry != "" {
 		exp, err := time.Parse(time.RFC3339Nano, st.Expiry)
