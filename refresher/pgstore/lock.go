@@ -43,6 +43,10 @@ func (s *Store) Lock(ctx context.Context) (unlock func() error, err error) {
 // meanwhile. If ctx is done first, LockLease returns ctx.Err() and gives
 // the connection back.
 //
+// A statement that the Store runs on the lock's connection and that is
+// cancelled through its ctx ends the connection, as pgx does with any
+// cancelled statement, and the lock with it: Confirm then reports the loss.
+//
 // A caller that never unlocks keeps the lock, and the connection, until
 // the connection ends.
 func (s *Store) LockLease(ctx context.Context) (refresher.Lease, error) {
