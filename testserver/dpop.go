@@ -241,7 +241,7 @@ func (v *dpopVerifier) verifyProof(proof, method string, u *url.URL, accessToken
 	var c dpopClaims
 	d := json.NewDecoder(strings.NewReader(string(payload)))
 	d.UseNumber()
-	if err := d.Decode(&c); err != nil {
+	if err := d.Decode(&c); err != nil || !strings.HasPrefix(strings.TrimSpace(string(payload)), "{") {
 		return "", dpopFail(dpopCheckMalformed, "claims are not a JSON object of the expected types")
 	}
 	if c.JTI == "" || c.HTM == "" || c.HTU == "" || c.IAT == "" {
