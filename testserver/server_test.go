@@ -159,22 +159,30 @@ func TestClientReachesTheServerAndCloseClosesItsConnections(t *testing.T) {
 }
 
 func TestCloseWaitsForTheServingGoroutine(t *testing.T) {
-	serving := func() bool {
+	// goroutines returns the stacks of the goroutines started by Start,
+	// keeping only those that are in Serve if inServe.
+	goroutines := func(inServe bool) []string {
 		buf := make([]byte, 1<<20)
-		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "testserver.(*Server).Start.func")
+		var out []string
+		for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "testserver.(*Server).Start.func") && (!inServe || strings.Contains(g, "net/http.(*Server).Serve(")) {
+				out = append(out, g)
+			}
+		}
+		return out
 	}
 	s := New(Config{})
 	if err := s.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	if !serving() {
+	if len(goroutines(false)) == 0 {
 		t.Fatal("no serving goroutine after Start")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	// Checked once, without retry: the goroutine is gone when Close returns.
-	if serving() {
-		t.Error("the serving goroutine still runs after Close")
+	if g := goroutines(true); len(g) > 0 {
+		t.Errorf("the serving goroutine is still in Serve after Close:\n%s", g[0])
 	}
 }
