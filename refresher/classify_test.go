@@ -65,14 +65,16 @@ var endpointKinds = []endpointKind{
 type outcome int
 
 const (
-	gotToken  outcome = iota // a token
-	gotReauth                // errors.Is(err, ErrReauthRequired)
-	gotRetry                 // a transient *RefreshError
-	gotFatal                 // a *RefreshError neither transient nor ending the session
+	gotToken   outcome = iota // a token
+	gotReauth                 // errors.Is(err, ErrReauthRequired)
+	gotRetry                  // a transient *RefreshError
+	gotFatal                  // a *RefreshError of no other kind
+	gotMisconf                // errors.Is(err, ErrMisconfigured)
+	gotBlocked                // errors.Is(err, ErrBlocked)
 )
 
 func (o outcome) String() string {
-	return [...]string{"token", "ErrReauthRequired", "transient error", "permanent error"}[o]
+	return [...]string{"token", "ErrReauthRequired", "transient error", "permanent error", "ErrMisconfigured", "ErrBlocked"}[o]
 }
 
 // outcomeOf classifies the result of a refresh; it fails t if err is not a
@@ -88,11 +90,24 @@ func outcomeOf(t *testing.T, tok *oauth2.Token, err error) outcome {
 	assert.NotContains(t, err.Error(), secretMark, "the error message carries a token")
 	var re *refresher.RefreshError
 	require.ErrorAs(t, err, &re)
-	switch {
-	case errors.Is(err, refresher.ErrReauthRequired):
+	kinds := 0
+	for _, k := range []error{refresher.ErrReauthRequired, refresher.ErrMisconfigured, refresher.ErrBlocked} {
+		if errors.Is(err, k) {
+			kinds++
+		}
+	}
+	assert.LessOrEqual(t, kinds, 1, "an error of several kinds: %v", err)
+	switch re.Kind() {
+	case refresher.KindSessionOver:
 		assert.False(t, re.Temporary(), "a dead session is not temporary")
 		return gotReauth
-	case re.Temporary():
+	case refresher.KindMisconfigured:
+		assert.False(t, re.Temporary(), "a misconfiguration is not temporary")
+		return gotMisconf
+	case refresher.KindBlocked:
+		assert.False(t, re.Temporary(), "a blocked refresh is not temporary")
+		return gotBlocked
+	case refresher.KindTransient:
 		return gotRetry
 	}
 	return gotFatal
@@ -162,7 +177,7 @@ func TestBadAnswersHaveExactOutcomes(t *testing.T) {
 			{name: "HTML 401", handler: answer(401, "text/html; charset=utf-8", htmlPage),
 				want: gotReauth, calls: 1, msg: "status 401"},
 			{name: "HTML 200", handler: answer(200, "text/html", htmlPage),
-				want: gotFatal, calls: 1, msg: `not JSON (Content-Type "text/html"`},
+				want: gotBlocked, calls: 1, msg: `an HTML page, not JSON (Content-Type "text/html"`},
 			{name: "200 with {}", handler: jsonAnswer(200, `{}`),
 				want: gotFatal, calls: 1, msg: `no access token: nothing at "access_token"; the answer is empty`},
 			{name: "200 without access token", handler: jsonAnswer(200, `{"data":{"token":"SECRET-A1"},"ok":true}`),
@@ -202,12 +217,12 @@ func TestBadAnswersHaveExactOutcomes(t *testing.T) {
 			{name: "non-OAuth 400", handler: jsonAnswer(400, `{"statusCode":400,"message":"Refresh token is required","success":false}`),
 				want: gotReauth, calls: 1, msg: "Refresh token is required"},
 			{name: "OAuth invalid_request", handler: jsonAnswer(400, `{"error":"invalid_request"}`),
-				want: gotFatal, calls: 1, msg: "invalid_request"},
+				want: gotMisconf, calls: 1, msg: "invalid_request"},
 			{name: "404", handler: answer(404, "text/plain", "404 page not found"),
-				want: gotFatal, calls: 1, msg: "no refresh endpoint there"},
+				want: gotMisconf, calls: 1, msg: "no refresh endpoint there"},
 			{name: "redirect not followed", handler: func(_ int64, w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, "http://elsewhere.example/token", http.StatusTemporaryRedirect)
-			}, want: gotFatal, calls: 1, msg: `redirect (307 Temporary Redirect) to "elsewhere.example"`},
+			}, want: gotMisconf, calls: 1, msg: `redirects (307 Temporary Redirect) to "elsewhere.example"`},
 			{name: "503 with Retry-After then success", handler: func(n int64, w http.ResponseWriter, r *http.Request) {
 				if n == 1 {
 					w.Header().Set("Retry-After", "1")

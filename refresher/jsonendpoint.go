@@ -4,16 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
+	"github.com/autorefresh/autorefresh/internal/wire"
 	"golang.org/x/oauth2"
 )
 
@@ -113,7 +111,7 @@ type JSONEndpoint struct {
 
 	once   sync.Once // guards client
 	client *http.Client
-	noted  noteOnce
+	noted  wire.NoteOnce
 }
 
 // SeedEndpoint returns a [JSONEndpoint] for the refresh API common to
@@ -137,33 +135,29 @@ func SeedEndpoint(baseURL string) *JSONEndpoint {
 
 // Refresh posts current.RefreshToken to e.URL and returns the tokens of the
 // answer. When the answer holds no refresh token, the returned token keeps
-// current's. Failures are [*RefreshError]s; errors.Is(err,
-// [ErrReauthRequired]) reports a dead session.
+// current's. Failures are [*RefreshError]s; see [RefreshError.Kind].
 func (e *JSONEndpoint) Refresh(ctx context.Context, current *oauth2.Token) (*oauth2.Token, error) {
 	if current == nil || current.RefreshToken == "" {
-		return nil, &RefreshError{Err: &reauthError{"there is no refresh token"}}
+		return nil, sessionOver("there is no refresh token")
 	}
 	req, err := e.newRequest(ctx, current.RefreshToken)
 	if err != nil {
-		return nil, &RefreshError{Err: err}
+		return nil, refreshError(wire.Fail(err))
 	}
-	resp, err := e.httpClient().Do(req)
-	if err != nil {
-		return nil, redact(classifyTransport(err), current.RefreshToken)
+	tok, note, f := wire.Exchange(e.httpClient(), req, e.spec(), e.secrets(current.RefreshToken))
+	if f != nil {
+		return nil, refreshError(f)
 	}
-	tok, err := e.ParseResponse(resp)
-	if err != nil {
-		var re *RefreshError
-		if errors.As(err, &re) {
-			redact(re, current.RefreshToken)
-		}
-		return nil, err
-	}
+	e.noted.Log(e.Logger, note, wire.LogURL(e.URL))
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = current.RefreshToken
 	}
 	return tok, nil
 }
+
+// checksFence marks an endpoint whose HTTP client confirms the Source's
+// lock right before each attempt is written.
+func (e *JSONEndpoint) checksFence() {}
 
 // ParseResponse reads a token from an answer of the API as Refresh does:
 // the status is classified (see [RefreshError]), the body is read at most
@@ -171,25 +165,31 @@ func (e *JSONEndpoint) Refresh(ctx context.Context, current *oauth2.Token) (*oau
 // and cookies. It also suits the answer of the API's login call, when that
 // has the same shape. A returned token may lack a refresh token.
 func (e *JSONEndpoint) ParseResponse(resp *http.Response) (*oauth2.Token, error) {
-	body, err := readBody(resp.Body, resp.StatusCode, DefaultMaxBodySize)
-	if err != nil {
-		return nil, classifyTransport(err)
+	tok, note, f := wire.ParseResponse(resp, e.spec(), e.secrets())
+	if f != nil {
+		return nil, refreshError(f)
 	}
-	tok, note, rerr := parseAnswer(e.spec(), resp.StatusCode, resp.Header, body, time.Now())
-	if rerr != nil {
-		return nil, rerr
-	}
-	e.noted.log(e.Logger, note, logURL(e.URL))
+	e.noted.Log(e.Logger, note, wire.LogURL(e.URL))
 	return tok, nil
 }
 
-// newRequest builds the refresh request.
-func (e *JSONEndpoint) newRequest(ctx context.Context, refresh string) (*http.Request, error) {
-	if e.URL == "" {
-		return nil, errors.New("refresher: JSONEndpoint has no URL")
+// secrets returns what a request of e carries that no error may show: the
+// given tokens, the values of Fields and of Header.
+func (e *JSONEndpoint) secrets(tokens ...string) *wire.Secrets {
+	s := wire.NewSecrets(tokens...)
+	for _, v := range e.Fields {
+		s.Add(v)
 	}
-	if err := checkURL(e.URL); err != nil {
-		return nil, fmt.Errorf("refresher: JSONEndpoint's URL %w", err)
+	for _, vs := range e.Header {
+		s.Add(vs...)
+	}
+	return s
+}
+
+// newRequest builds the refresh request. Its errors are misconfigurations.
+func (e *JSONEndpoint) newRequest(ctx context.Context, refresh string) (*http.Request, error) {
+	if err := wire.CheckURL("JSONEndpoint.URL", e.URL); err != nil {
+		return nil, err
 	}
 	field := orDefault(e.RefreshTokenField, "refresh_token")
 	var (
@@ -205,7 +205,7 @@ func (e *JSONEndpoint) newRequest(ctx context.Context, refresh string) (*http.Re
 		m[field] = refresh
 		b, err := json.Marshal(m)
 		if err != nil {
-			return nil, err
+			return nil, wire.Misconfigured("JSONEndpoint.Fields cannot be encoded as JSON")
 		}
 		body, contentType = bytes.NewReader(b), "application/json"
 	case SendForm:
@@ -217,11 +217,11 @@ func (e *JSONEndpoint) newRequest(ctx context.Context, refresh string) (*http.Re
 		body, contentType = strings.NewReader(v.Encode()), "application/x-www-form-urlencoded"
 	case SendCookie:
 	default:
-		return nil, errors.New("refresher: JSONEndpoint has an unknown SendAs")
+		return nil, wire.Misconfigured("JSONEndpoint.SendAs is not SendJSON, SendForm or SendCookie")
 	}
 	req, err := http.NewRequestWithContext(ctx, orDefault(e.Method, http.MethodPost), e.URL, body)
 	if err != nil {
-		return nil, errors.New("refresher: JSONEndpoint has an invalid Method")
+		return nil, wire.Misconfigured("JSONEndpoint.Method is not a valid HTTP method")
 	}
 	for k, vs := range e.Header {
 		for _, v := range vs {
@@ -237,15 +237,15 @@ func (e *JSONEndpoint) newRequest(ctx context.Context, refresh string) (*http.Re
 	if e.SendAs == SendCookie {
 		c := &http.Cookie{Name: orDefault(e.RefreshCookie, field), Value: refresh}
 		if err := c.Valid(); err != nil {
-			return nil, errors.New("refresher: the refresh token cannot be sent as a cookie (invalid cookie name or value)")
+			return nil, wire.Misconfigured("the refresh token cannot be sent as a cookie (invalid cookie name or value); check JSONEndpoint.RefreshCookie")
 		}
 		req.AddCookie(c)
 	}
 	return req, nil
 }
 
-// spec translates e's fields into an answerSpec.
-func (e *JSONEndpoint) spec() answerSpec {
+// spec translates e's fields into a wire.Spec.
+func (e *JSONEndpoint) spec() wire.Spec {
 	path := func(p, def string) string {
 		switch p {
 		case "":
@@ -255,13 +255,13 @@ func (e *JSONEndpoint) spec() answerSpec {
 		}
 		return p
 	}
-	return answerSpec{
-		access:        path(e.AccessTokenPath, "access_token"),
-		refresh:       path(e.RefreshTokenPath, "refresh_token"),
-		expiresIn:     path(e.ExpiresInPath, "expires_in"),
-		tokenType:     path(e.TokenTypePath, "token_type"),
-		accessCookie:  e.AccessCookieName,
-		refreshCookie: e.RefreshCookieName,
+	return wire.Spec{
+		Access:        path(e.AccessTokenPath, "access_token"),
+		Refresh:       path(e.RefreshTokenPath, "refresh_token"),
+		ExpiresIn:     path(e.ExpiresInPath, "expires_in"),
+		TokenType:     path(e.TokenTypePath, "token_type"),
+		AccessCookie:  e.AccessCookieName,
+		RefreshCookie: e.RefreshCookieName,
 	}
 }
 

@@ -206,17 +206,18 @@ func TestJSONEndpointMisconfigurationFailsClearly(t *testing.T) {
 		ep   *refresher.JSONEndpoint
 		msg  string
 	}{
-		{"no URL", &refresher.JSONEndpoint{}, "has no URL"},
+		{"no URL", &refresher.JSONEndpoint{}, "JSONEndpoint.URL is empty"},
 		{"bad URL", &refresher.JSONEndpoint{URL: "http://[::1"}, "not a valid URL"},
 		{"not HTTP", &refresher.JSONEndpoint{URL: "ftp://127.0.0.1/refresh"}, "not an http or https URL"},
-		{"bad method", &refresher.JSONEndpoint{URL: "http://127.0.0.1:1", Method: "BAD METHOD"}, "invalid Method"},
-		{"unknown SendAs", &refresher.JSONEndpoint{URL: "http://127.0.0.1:1", SendAs: 42}, "unknown SendAs"},
+		{"bad method", &refresher.JSONEndpoint{URL: "http://127.0.0.1:1", Method: "BAD METHOD"}, "JSONEndpoint.Method is not a valid HTTP method"},
+		{"unknown SendAs", &refresher.JSONEndpoint{URL: "http://127.0.0.1:1", SendAs: 42}, "JSONEndpoint.SendAs is not SendJSON, SendForm or SendCookie"},
 		{"bad cookie name", &refresher.JSONEndpoint{URL: "http://127.0.0.1:1", SendAs: refresher.SendCookie, RefreshCookie: "a b"}, "cannot be sent as a cookie"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tok, err := c.ep.Refresh(context.Background(), staleToken())
-			assert.Equal(t, gotFatal, outcomeOf(t, tok, err))
+			assert.Equal(t, gotMisconf, outcomeOf(t, tok, err))
 			assert.Contains(t, err.Error(), c.msg)
+			assert.Equal(t, 1, strings.Count(err.Error(), "refresher:"), "one prefix: %v", err)
 		})
 	}
 }

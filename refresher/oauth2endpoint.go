@@ -3,20 +3,19 @@ package refresher
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
-	"time"
 
+	"github.com/autorefresh/autorefresh/internal/wire"
 	"golang.org/x/oauth2"
 )
 
 // OAuth2Endpoint is an [Endpoint] for an RFC 6749 authorization server: it
-// makes the refresh_token grant (§6) through golang.org/x/oauth2, with the
-// client authentication that Config's Endpoint.AuthStyle names.
+// makes the refresh_token grant (§6), built as golang.org/x/oauth2 builds it,
+// with the client authentication that Config's Endpoint.AuthStyle names, and
+// reads the answer as [JSONEndpoint] does (JSON, or a form-encoded body).
 //
 // With [oauth2.AuthStyleAutoDetect], unlike golang.org/x/oauth2, the grant is
 // sent a second time (with the other style) only when the server answered
@@ -50,22 +49,21 @@ type OAuth2Endpoint struct {
 	once   sync.Once // guards client
 	client *http.Client
 	style  atomic.Int32 // the AuthStyle found by auto-detection; 0 until known
-	noted  noteOnce
+	noted  wire.NoteOnce
 }
 
 // Refresh exchanges current.RefreshToken for a new token. When the answer
 // holds no refresh token, the returned token keeps current's. Failures are
-// [*RefreshError]s; errors.Is(err, [ErrReauthRequired]) reports a dead
-// session.
+// [*RefreshError]s; see [RefreshError.Kind].
 func (e *OAuth2Endpoint) Refresh(ctx context.Context, current *oauth2.Token) (*oauth2.Token, error) {
-	if e.Config == nil || e.Config.Endpoint.TokenURL == "" {
-		return nil, &RefreshError{Err: errors.New("refresher: OAuth2Endpoint has no Config.Endpoint.TokenURL")}
+	if e.Config == nil {
+		return nil, refreshError(wire.Fail(wire.Misconfigured("OAuth2Endpoint.Config is nil; set the client and its token URL")))
 	}
-	if err := checkURL(e.Config.Endpoint.TokenURL); err != nil {
-		return nil, &RefreshError{Err: fmt.Errorf("refresher: OAuth2Endpoint's Config.Endpoint.TokenURL %w", err)}
+	if err := wire.CheckURL("OAuth2Endpoint.Config.Endpoint.TokenURL", e.Config.Endpoint.TokenURL); err != nil {
+		return nil, refreshError(wire.Fail(err))
 	}
 	if current == nil || current.RefreshToken == "" {
-		return nil, &RefreshError{Err: &reauthError{"there is no refresh token"}}
+		return nil, sessionOver("there is no refresh token")
 	}
 	style := e.Config.Endpoint.AuthStyle
 	if style != oauth2.AuthStyleAutoDetect {
@@ -93,6 +91,10 @@ func (e *OAuth2Endpoint) Refresh(ctx context.Context, current *oauth2.Token) (*o
 	return tok, err
 }
 
+// checksFence marks an endpoint whose HTTP client confirms the Source's
+// lock right before each attempt is written.
+func (e *OAuth2Endpoint) checksFence() {}
+
 // clientRejected reports an invalid_client answer: the server refused the
 // client's authentication, before it looked at the refresh token.
 func clientRejected(err error) bool {
@@ -103,60 +105,19 @@ func clientRejected(err error) bool {
 // exchange makes one refresh_token grant with the given client
 // authentication style.
 func (e *OAuth2Endpoint) exchange(ctx context.Context, current *oauth2.Token, style oauth2.AuthStyle) (*oauth2.Token, error) {
-	cfg := *e.Config
-	cfg.Endpoint.AuthStyle = style
-	var seen capture
-	ctx = context.WithValue(ctx, oauth2.HTTPClient, e.httpClient())
-	ctx = withCapture(ctx, &seen)
-	tok, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: current.RefreshToken}).Token()
-	now := time.Now()
-
-	var rerr *RefreshError
-	switch {
-	case seen.ok:
-		// The client is ours: parse its answer ourselves, so that every
-		// endpoint reads answers (and expiry) the same way.
-		var note string
-		tok, note, rerr = parseAnswer(oauthSpec, seen.status, seen.header, seen.body, now)
-		e.noted.log(e.Logger, note, logURL(cfg.Endpoint.TokenURL))
-	case err == nil:
-		var note string
-		var expiresIn any
-		if tok.ExpiresIn != 0 {
-			expiresIn = tok.ExpiresIn
-		}
-		if expiresIn != nil || tok.Expiry.IsZero() {
-			tok.Expiry, tok.ExpiresIn, note = inferExpiry(now, expiresIn, tok.AccessToken, "")
-		}
-		e.noted.log(e.Logger, note, logURL(cfg.Endpoint.TokenURL))
-	default:
-		rerr = retrieveFailure(err)
+	req, secrets, err := wire.GrantRequest(ctx, e.Config, current.RefreshToken, style)
+	if err != nil {
+		return nil, refreshError(wire.Fail(wire.Misconfigured("OAuth2Endpoint.Config.Endpoint.TokenURL " + err.Error())))
 	}
-	if rerr != nil {
-		return nil, redact(rerr, current.RefreshToken, cfg.ClientSecret)
+	tok, note, f := wire.Exchange(e.httpClient(), req, wire.OAuthSpec, secrets)
+	if f != nil {
+		return nil, refreshError(f)
 	}
+	e.noted.Log(e.Logger, note, wire.LogURL(e.Config.Endpoint.TokenURL))
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = current.RefreshToken
 	}
 	return tok, nil
-}
-
-// retrieveFailure maps an error of golang.org/x/oauth2 when the answer was
-// not captured (a client of the user's own).
-func retrieveFailure(err error) *RefreshError {
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.Response != nil {
-		if e := classifyAnswer(re.Response.StatusCode, re.Response.Header, re.Body); e != nil {
-			return e
-		}
-		return parseFailure(re.Response.StatusCode, "the answer carries an error")
-	}
-	if errors.As(err, new(*url.Error)) {
-		return classifyTransport(err)
-	}
-	// golang.org/x/oauth2 could not parse a 2xx answer; its message quotes
-	// no token.
-	return &RefreshError{Err: err}
 }
 
 func (e *OAuth2Endpoint) httpClient() *http.Client {

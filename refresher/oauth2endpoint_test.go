@@ -131,7 +131,7 @@ func TestOAuth2EndpointAutoDetectNeverResendsAProcessedGrant(t *testing.T) {
 		want    outcome
 	}{
 		{"invalid_grant", jsonAnswer(400, `{"error":"invalid_grant"}`), gotReauth},
-		{"unauthorized_client", jsonAnswer(400, `{"error":"unauthorized_client"}`), gotFatal},
+		{"unauthorized_client", jsonAnswer(400, `{"error":"unauthorized_client"}`), gotMisconf},
 		{"HTML 401", answer(401, "text/html", htmlPage), gotReauth},
 		{"200 without access token", jsonAnswer(200, `{}`), gotFatal},
 	} {
@@ -213,10 +213,10 @@ func TestOAuth2EndpointWithAPlainHTTPClient(t *testing.T) {
 
 func TestOAuth2EndpointWithoutConfigFails(t *testing.T) {
 	_, err := (&refresher.OAuth2Endpoint{}).Refresh(context.Background(), staleToken())
-	assert.Equal(t, gotFatal, outcomeOf(t, nil, err))
-	assert.Contains(t, err.Error(), "TokenURL")
+	assert.Equal(t, gotMisconf, outcomeOf(t, nil, err))
+	assert.Contains(t, err.Error(), "OAuth2Endpoint.Config is nil")
 	_, err = (&refresher.OAuth2Endpoint{Config: oauth2Config("localhost:8080/token", "", 0)}).Refresh(context.Background(), staleToken())
-	assert.Equal(t, gotFatal, outcomeOf(t, nil, err))
+	assert.Equal(t, gotMisconf, outcomeOf(t, nil, err))
 	assert.Contains(t, err.Error(), "TokenURL is not an http or https URL")
 }
 

@@ -18,6 +18,6 @@ func (t *Transport) Format(f fmt.State, _ rune) {
 	if t.allowed != nil {
 		allowed = fmt.Sprint(len(t.allowed))
 	}
-	fmt.Fprintf(f, "transport.Transport{refreshOn: %v, replayLimit: %d, allowedHosts: %s, insecureHTTP: %t, cookieJar: %t}",
-		t.refreshOn, t.replayLimit, allowed, t.insecureHTTP, t.jar != nil)
+	fmt.Fprintf(f, "transport.Transport{refreshOn: %v, refreshWhen: %t, replayLimit: %d, allowedHosts: %s, insecureHTTP: %t, cookieJar: %t}",
+		t.refreshOn, t.refreshWhen != nil, t.replayLimit, allowed, t.insecureHTTP, t.jar != nil)
 }

@@ -22,17 +22,42 @@ func WithBase(rt http.RoundTripper) Option {
 }
 
 // WithRefreshOn sets the response status codes that trigger a refresh and a
-// replay (default: 401 only). A 403 means the token is valid but lacks a
-// permission, which a refresh does not give: list it only for a server that
-// answers 403 to an expired token.
+// replay (default: 401 only), subject to the WWW-Authenticate rules of
+// [Transport]. A 403 means the token is valid but lacks a permission, which
+// a refresh does not give: listing 403 makes every genuine permission denial
+// cost a refresh-token rotation and a replay. For a server that answers 403
+// to an expired token on some of its paths, use [WithRefreshWhen] instead.
 func WithRefreshOn(codes ...int) Option {
 	return func(t *Transport) { t.refreshOn = append([]int(nil), codes...) }
 }
 
-// WithReplayLimit sets the largest body, in bytes, that is buffered for a
-// replay when the request has no GetBody (default [DefaultReplayLimit]). A
-// larger body is sent once; if it is answered with 401 the token is
-// refreshed for the next request and the 401 is returned.
+// WithRefreshWhen sets the predicate that decides whether an answer means
+// the token was rejected, so that a refresh and a replay may heal it. It
+// replaces the default rule ([WithRefreshOn]'s status list, then the
+// WWW-Authenticate rules of [Transport]), which [TokenRejected] implements
+// for the default list. The predicate sees the answer before its body is
+// read (it must not read it) and resp.Request, the request as sent, with
+// its token. It must be safe for concurrent use.
+//
+// Zitadel's userinfo endpoint, for one, answers 403 to an expired access
+// token. Refresh on that answer only, and on the answers the default rule
+// accepts; a 403 anywhere else stays a permission denial:
+//
+//	transport.WithRefreshWhen(func(resp *http.Response) bool {
+//		if resp.StatusCode == http.StatusForbidden && resp.Request.URL.Path == "/oidc/v1/userinfo" {
+//			return true // an expired token, in this server's words
+//		}
+//		return transport.TokenRejected(resp)
+//	})
+func WithRefreshWhen(rejected func(resp *http.Response) bool) Option {
+	return func(t *Transport) { t.refreshWhen = rejected }
+}
+
+// WithReplayLimit sets the largest body, in bytes, of which a copy is kept
+// for a replay when the request has no GetBody (default
+// [DefaultReplayLimit]). The body is sent as it is read, never read ahead;
+// a larger body is sent once, and if its answer rejects the token, the
+// token is refreshed for the next request and the answer is returned.
 func WithReplayLimit(n int64) Option {
 	return func(t *Transport) { t.replayLimit = max(n, 0) }
 }

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 
+	"github.com/autorefresh/autorefresh/internal/wire/challenge"
 	"golang.org/x/oauth2"
 )
 
@@ -41,12 +43,20 @@ type Source interface {
 // challenge for the token's scheme with error="insufficient_scope" or
 // error="invalid_request" (RFC 6750 §3.1), or challenges only for other
 // schemes, such as Basic or Digest. Such an answer is returned untouched.
+// [WithRefreshWhen] replaces this rule with a predicate of one's own.
+//
+// A request body is sent as it is read. When the request has no GetBody, a
+// copy of the body is kept, up to the replay limit, for the replay; a body
+// that outgrew the limit, or that is still being sent when its answer
+// rejects the token (a full-duplex stream), is not replayed: the token is
+// refreshed for the next request and the answer returned as it is.
 //
 // A Transport is safe for concurrent use by multiple goroutines.
 type Transport struct {
 	src         Source
 	base        http.RoundTripper
 	refreshOn   []int
+	refreshWhen func(*http.Response) bool // nil: refreshOn and the challenges decide
 	replayLimit int64
 	log         *slog.Logger
 
@@ -111,42 +121,60 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	body, again, size, err := prepareBody(req, t.replayLimit)
-	if err != nil {
-		return nil, fmt.Errorf("transport: read request body: %w", err)
+	first, again, tee := prepareBody(req, t.replayLimit)
+	sent := t.authorize(req, tok, first, req.ContentLength)
+	resp, err := t.baseRT().RoundTrip(sent)
+	if err == nil && resp == nil {
+		err = fmt.Errorf("transport: the base RoundTripper (%T) returned neither an answer nor an error", t.baseRT())
 	}
-	resp, err := t.baseRT().RoundTrip(t.authorize(req, tok, body, size))
-	if err != nil || !t.refreshMayHeal(req, resp, tok) {
+	if err != nil || !t.rejected(sent, resp, tok) {
+		if tee != nil {
+			tee.release()
+		}
 		return resp, err
 	}
 
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: token rejected; refreshing",
 		slog.Int("status", resp.StatusCode), slog.String("method", req.Method), slog.String("host", req.URL.Host))
-	if again == nil {
-		// The body is gone: refresh for the next request and return the
-		// answer as it is.
+	var body io.ReadCloser
+	size := req.ContentLength
+	replayable := true
+	if tee != nil {
+		body, size, replayable = tee.replay(size)
+	}
+	if !replayable {
+		// The body is gone, or still streaming: refresh for the next
+		// request and return the answer as it is.
 		if _, err := t.src.Refresh(ctx, tok); err != nil {
 			t.log.LogAttrs(ctx, slog.LevelWarn, "transport: refresh failed", slog.String("error", err.Error()))
 		}
 		return resp, nil
 	}
 	fresh, err := t.src.Refresh(ctx, tok)
-	if err != nil {
-		drainClose(resp.Body)
-		return nil, err
-	}
-	if fresh.AccessToken == tok.AccessToken {
+	if err == nil && fresh.AccessToken == tok.AccessToken {
+		closeReplay(body)
 		return resp, nil
 	}
-	body, err = again()
-	if err != nil {
-		drainClose(resp.Body)
-		return nil, fmt.Errorf("transport: get request body for replay: %w", err)
-	}
 	drainClose(resp.Body)
+	if err != nil {
+		closeReplay(body)
+		return nil, err
+	}
+	if tee == nil {
+		if body, err = again(); err != nil {
+			return nil, fmt.Errorf("transport: get request body for replay: %w", err)
+		}
+	}
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: replaying with the refreshed token",
 		slog.String("method", req.Method), slog.String("host", req.URL.Host))
 	return t.baseRT().RoundTrip(t.authorize(req, fresh, body, size))
+}
+
+// closeReplay closes the body of a replay that will not be sent.
+func closeReplay(body io.ReadCloser) {
+	if body != nil {
+		body.Close()
+	}
 }
 
 // attaches reports whether req is to carry the token: it does not carry its
@@ -168,20 +196,47 @@ func (t *Transport) attaches(req *http.Request) bool {
 	return true
 }
 
-// refreshMayHeal reports whether resp, the answer to req sent with tok, is
-// one that a refresh may heal: its status is one of the trigger statuses and
-// its WWW-Authenticate challenges, if any, blame the token (see
-// refreshMayHelp).
-func (t *Transport) refreshMayHeal(req *http.Request, resp *http.Response, tok *oauth2.Token) bool {
+// rejected reports whether resp, the answer to sent (which carried tok),
+// means that the token was rejected and a refresh may heal it: by the
+// predicate of [WithRefreshWhen], else by the default rule (a trigger
+// status whose WWW-Authenticate challenges, if any, blame the token).
+func (t *Transport) rejected(sent *http.Request, resp *http.Response, tok *oauth2.Token) bool {
+	if resp.Request == nil {
+		resp.Request = sent
+	}
+	if t.refreshWhen != nil {
+		return t.refreshWhen(resp)
+	}
 	if !slices.Contains(t.refreshOn, resp.StatusCode) {
 		return false
 	}
-	if !refreshMayHelp(resp.Header, tok.Type()) {
-		t.log.LogAttrs(req.Context(), slog.LevelDebug, "transport: the challenge does not ask for a new token; not refreshing",
-			slog.Int("status", resp.StatusCode), slog.String("host", req.URL.Host))
+	if !challenge.RefreshMayHelp(resp.Header, tok.Type()) {
+		t.log.LogAttrs(sent.Context(), slog.LevelDebug, "transport: the challenge does not ask for a new token; not refreshing",
+			slog.Int("status", resp.StatusCode), slog.String("host", sent.URL.Host))
 		return false
 	}
 	return true
+}
+
+// TokenRejected reports whether resp means that the token its request
+// carried was rejected, so that a new one may help: the default rule of a
+// Transport without [WithRefreshOn]. That is a 401 whose WWW-Authenticate
+// header, if it can be read, has a challenge for the request's scheme
+// ("Bearer" when the request carried no Authorization header) whose error
+// is neither insufficient_scope nor invalid_request. Use it in a
+// [WithRefreshWhen] predicate to keep the default rule for the other
+// answers.
+func TokenRejected(resp *http.Response) bool {
+	if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		return false
+	}
+	scheme := "Bearer"
+	if resp.Request != nil {
+		if s, _, ok := strings.Cut(resp.Request.Header.Get("Authorization"), " "); ok && s != "" {
+			scheme = s
+		}
+	}
+	return challenge.RefreshMayHelp(resp.Header, scheme)
 }
 
 // authorize returns a copy of req that carries tok (or, in a cookie

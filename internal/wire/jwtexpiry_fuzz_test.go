@@ -1,4 +1,4 @@
-package refresher
+package wire
 
 import (
 	"encoding/base64"
@@ -11,10 +11,10 @@ import (
 // FuzzJWTExpiry feeds arbitrary access tokens to the JWT "exp" reader, and
 // JWTs built around an arbitrary exp value. The reader must never panic;
 // an exp it accepts lies in (0, 1e11] seconds; a well-formed exp in that
-// range is read back exactly; anything else reads as unknown. inferExpiry,
+// range is read back exactly; anything else reads as unknown. InferExpiry,
 // given only the token, returns no expiry or one within ten years.
 //
-// Run it with: go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 30s ./refresher/
+// Run it with: go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 30s ./internal/wire/
 func FuzzJWTExpiry(f *testing.F) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, tok string, exp float64) {
@@ -23,8 +23,8 @@ func FuzzJWTExpiry(f *testing.F) {
 				t.Fatalf("jwtExpiry(%q) = %v: out of range", tok, got)
 			}
 		}
-		if e, _, _ := inferExpiry(now, nil, tok, ""); !e.IsZero() && (!e.After(now) || e.After(now.Add(maxLifetime))) {
-			t.Fatalf("inferExpiry(%q) = %v: outside (now, now+10y]", tok, e)
+		if e, _, _ := InferExpiry(now, nil, tok, ""); !e.IsZero() && (!e.After(now) || e.After(now.Add(MaxLifetime))) {
+			t.Fatalf("InferExpiry(%q) = %v: outside (now, now+10y]", tok, e)
 		}
 
 		payload := `{"sub":"demo","exp":` + strconv.FormatFloat(exp, 'g', -1, 64) + `}`

@@ -1,4 +1,9 @@
-package transport
+// Package challenge reads the WWW-Authenticate header of an answer (RFC 9110
+// §11.6.1, RFC 6750 §3), leniently and within fixed bounds, for the two
+// questions this module asks of it: may a new token heal this answer (the
+// transport), and does the answer ask for credentials other than a token
+// (the refresh endpoints).
+package challenge
 
 import (
 	"net/http"
@@ -72,6 +77,23 @@ func (c challenge) String() string {
 		b.WriteByte('"')
 	}
 	return b.String()
+}
+
+// RefreshMayHelp reports whether a refresh may heal an answer carrying
+// header, to a request authenticated with scheme; see refreshMayHelp.
+func RefreshMayHelp(header http.Header, scheme string) bool { return refreshMayHelp(header, scheme) }
+
+// OtherSchemesOnly reports whether header holds readable challenges and none
+// of them is for scheme: the server asks for credentials of another kind
+// (Basic, Digest, ...), such as a client's own, not for a token.
+func OtherSchemesOnly(header http.Header, scheme string) bool {
+	cs := parseChallenges(header.Values("Www-Authenticate"))
+	for _, c := range cs {
+		if strings.EqualFold(c.scheme, scheme) {
+			return false
+		}
+	}
+	return len(cs) > 0
 }
 
 // refreshMayHelp reports whether a refresh may heal a response carrying

@@ -1,4 +1,4 @@
-package transport
+package challenge
 
 import (
 	"net/http"

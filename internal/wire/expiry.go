@@ -1,4 +1,4 @@
-package refresher
+package wire
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 	"time"
 )
 
-// maxLifetime is the longest token lifetime taken at its word: an expires_in
+// MaxLifetime is the longest token lifetime taken at its word: an expires_in
 // or a JWT exp further away than this is treated as unknown.
-const maxLifetime = 10 * 365 * 24 * time.Hour
+const MaxLifetime = 10 * 365 * 24 * time.Hour
 
 // maxJWTPayload bounds the part of an access token decoded to find "exp".
 const maxJWTPayload = 64 << 10
 
-// inferExpiry returns when an access token received at now expires, and its
+// InferExpiry returns when an access token received at now expires, and its
 // lifetime in whole seconds (0 if unknown):
 //
 //  1. from expiresIn, the raw expires_in value (a JSON number, or a string
@@ -34,13 +34,13 @@ const maxJWTPayload = 64 << 10
 //  3. else unknown (the zero time): the token is refreshed reactively only.
 //
 // A value outside (0, 10 years] is ignored; note then says why, for a log.
-func inferExpiry(now time.Time, expiresIn any, access, date string) (expiry time.Time, secs int64, note string) {
+func InferExpiry(now time.Time, expiresIn any, access, date string) (expiry time.Time, secs int64, note string) {
 	if expiresIn != nil {
 		s, err := seconds(expiresIn)
 		switch {
 		case err != nil:
 			note = "expires_in is not a number; ignored"
-		case s <= 0 || s > maxLifetime.Seconds():
+		case s <= 0 || s > MaxLifetime.Seconds():
 			note = fmt.Sprintf("expires_in of %g seconds is implausible; treated as unknown", s)
 		default:
 			d := time.Duration(s * float64(time.Second))
@@ -55,7 +55,7 @@ func inferExpiry(now time.Time, expiresIn any, access, date string) (expiry time
 	if t, err := http.ParseTime(date); err == nil {
 		lifetime = exp.Sub(t)
 	}
-	if lifetime <= 0 || lifetime > maxLifetime {
+	if lifetime <= 0 || lifetime > MaxLifetime {
 		if note != "" {
 			note += "; "
 		}
@@ -124,12 +124,13 @@ func jwtExpiry(tok string) (time.Time, bool) {
 	return time.Unix(int64(sec), int64(frac*1e9)), true
 }
 
-// noteOnce logs the first expiry note of an endpoint, and only that one:
+// NoteOnce logs the first expiry note of an endpoint, and only that one:
 // an endpoint that always answers an absurd expires_in would otherwise
 // fill the log.
-type noteOnce struct{ done atomic.Bool }
+type NoteOnce struct{ done atomic.Bool }
 
-func (n *noteOnce) log(l *slog.Logger, note, url string) {
+// Log logs note, if not empty, unless a note was logged before.
+func (n *NoteOnce) Log(l *slog.Logger, note, url string) {
 	if note == "" || l == nil || !n.done.CompareAndSwap(false, true) {
 		return
 	}
