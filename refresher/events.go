@@ -45,9 +45,17 @@ func (s *Source) emit(ctx context.Context, c *call, out outcome, err error, ende
 			s.guard(ctx, "an Observer", func() { o.LeaseLost(ctx) })
 		}
 		s.guard(ctx, "an Observer", func() { o.RefreshEnded(ctx, ev) })
-		if ended {
-			s.guard(ctx, "an Observer", func() { o.SessionOver(ctx, err) })
-		}
+	}
+}
+
+// reportOver tells the Observers, and Sessions' callback, that the session
+// ended with err.
+func (s *Source) reportOver(ctx context.Context, err error) {
+	for _, o := range s.observers {
+		s.guard(ctx, "an Observer", func() { o.SessionOver(ctx, err) })
+	}
+	if fn := s.sessionOver.Load(); fn != nil {
+		s.guard(ctx, "the session-over callback", func() { (*fn)(err) })
 	}
 }
 

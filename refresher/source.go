@@ -53,6 +53,9 @@ type Source struct {
 	observers  []Observer
 	warnings   limiter // rate-limits warnings that repeat
 
+	// sessionOver, if set (by Sessions), is told when the session ends.
+	sessionOver atomic.Pointer[func(error)]
+
 	// cur is the current token, read without locking on the fast path.
 	// It is written only with mu held.
 	cur atomic.Pointer[entry]
@@ -607,6 +610,9 @@ func (s *Source) finish(ctx context.Context, c *call, out outcome, d time.Durati
 		s.logSuccess(ctx, out)
 	}
 	s.emit(ctx, c, out, err, ended, waiters, d)
+	if ended {
+		s.reportOver(ctx, err)
+	}
 	c.tok, c.err, c.savedOnly = tok, err, out.kind == kindSaved
 	close(c.done)
 }

@@ -137,3 +137,11 @@ func cloneToken(t *oauth2.Token) *oauth2.Token {
 	c := *t
 	return &c
 }
+
+// Clear deletes the stored token.
+func (m *MemoryStore) Clear(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tok = nil
+	return nil
+}
