@@ -1,24 +1,47 @@
 // Package redisstore keeps a token in Redis and coordinates its refresh
 // across every process, on every machine, that shares it.
 //
-// A [Store] is a [refresher.Store] and a [refresher.Locker]: give it to a
-// [refresher.Source] with [refresher.WithStore], and each refresh becomes
-// lock → reload → (adopt the token another replica stored, or refresh and
-// save) → unlock, so that a rotating refresh token is presented once however
-// many replicas share it:
+// A [Store] is a [refresher.Store], a [refresher.CompareAndSwapper] and a
+// [refresher.LeaseLocker]: give it to a [refresher.Source] with
+// [refresher.WithStore], and each refresh becomes lock → reload → (adopt
+// the token another replica stored, or confirm the lease, refresh and save
+// if the stored token is still the one the refresh started from) → unlock,
+// so that a rotating refresh token is presented once however many replicas
+// share it:
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
 //	store := redisstore.New(rdb, "tokens:acme:account-42")
 //	src := refresher.NewSource(endpoint, refresher.WithStore(store))
 //	client := transport.NewClient(src)
 //
-// The lock is a lease: a key next to the token's, set with SET NX PX to a
-// random value that names its owner, released only by that owner (a Lua
-// compare-and-delete), and renewed (a Lua compare-and-PEXPIRE) by a
-// goroutine while it is held. A holder that dies stops renewing, and its
-// lease expires after the lease TTL. A holder that loses its lease (it
-// could not reach Redis for a whole TTL) learns it when it unlocks:
-// [ErrLeaseLost].
+// The lock is a lease: a key next to the token's, set by a Lua script to a
+// random value that names its owner for the lease TTL, released only by
+// that owner (a Lua compare-and-delete), and renewed (a Lua
+// compare-and-PEXPIRE) by a goroutine while it is held. A holder that dies
+// stops renewing, and its lease expires after the lease TTL. Right before
+// a refresh token is presented, the Source confirms the lease
+// ([refresher.Lease.Confirm]: the same compare-and-PEXPIRE): a holder that
+// lost it (paused, or cut off from Redis, for a whole TTL) learns it then,
+// with [ErrLeaseLost], and sends nothing. No lease protects a holder paused
+// after its last confirmation: ask the server for a reuse grace longer than
+// the lease TTL plus a refresh.
+//
+// # Stored layout
+//
+// The token's key holds a hash of two fields: "fp", the token's
+// [refresher.Fingerprint] (hex SHA-256 of its refresh token), and "rec",
+// the token's versioned JSON record (the format of [refresher.FileStore]).
+// The fenced save ([Store.CompareAndSwap]) is one Lua script that compares
+// "fp" and never reads "rec". Keys written by older versions hold the
+// record alone as a string; a Store reads them, and its next save replaces
+// them with the hash.
+//
+// # Many accounts
+//
+// [ForAccount] makes the Store of one account under a shared prefix, for
+// a [refresher.Sessions] that opens a Source per account: the token of
+// account "acme" under prefix "tokens:" is "tokens:{acme}", its lease
+// "tokens:{acme}:lock".
 //
 // # Which store to use
 //

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,4 +236,101 @@ func helperReplica(in *bufio.Scanner, out io.Writer) error {
 		wg.Wait()
 		return fmt.Sprintf("ok=%d failed=%d refreshed=%d", ok.Load(), failed.Load(), refreshed.Load()-before)
 	})
+}
+
+func TestRealRedisCompareAndSwap(t *testing.T) {
+	addr := startRedisServer(t)
+	testCompareAndSwap(t, func(t *testing.T) (redis.UniversalClient, func(key string) string) {
+		rc := newClient(t, addr)
+		return rc, func(key string) string { return rc.Type(t.Context(), key).Val() }
+	})
+}
+
+func TestRealRedisReadsOlderStringLayout(t *testing.T) {
+	ctx := t.Context()
+	rc := newClient(t, startRedisServer(t))
+	require.NoError(t, rc.Set(ctx, testKey, legacyValue, 0).Err())
+	s := redisstore.New(rc, testKey)
+	got, err := s.Load(ctx)
+	require.NoError(t, err)
+	storetest.AssertSameToken(t, storetest.Token(1), got)
+}
+
+func TestRealRedisConfirmAfterLeaseExpiredReportsLeaseLost(t *testing.T) {
+	ctx := t.Context()
+	rc := newClient(t, startRedisServer(t))
+	const ttl = 50 * time.Millisecond
+	s := frozen(redisstore.New(rc, testKey, redisstore.WithLeaseTTL(ttl))) // paused: no renewal
+	l, err := s.LockLease(ctx)
+	require.NoError(t, err)
+	require.NoError(t, l.Confirm(ctx), "held")
+
+	// Wait, with a bound, until Redis has expired the lease.
+	deadline := time.Now().Add(helperTimeout)
+	for rc.Exists(ctx, s.LockKey()).Val() == 1 {
+		require.True(t, time.Now().Before(deadline), "the lease did not expire")
+		time.Sleep(ttl / 5)
+	}
+	err = l.Confirm(ctx)
+	assert.ErrorIs(t, err, refresher.ErrLeaseLost)
+	assert.ErrorIs(t, l.Unlock(), redisstore.ErrLeaseLost)
+}
+
+// TestRealRedisPausedPastReadTimeoutHolderGetsLeaseOnceBack pauses the real
+// redis-server (SIGSTOP) while a holder asks for the lease, for longer than
+// the client's read timeout, so that the holder's attempts time out after
+// reaching Redis, where they wait in the socket buffers. Once Redis runs
+// again (SIGCONT) and runs them, the lease holds the holder's owner value:
+// the holder must get it promptly, not after waiting out its own lease.
+func TestRealRedisPausedPastReadTimeoutHolderGetsLeaseOnceBack(t *testing.T) {
+	const (
+		readTimeout = 100 * time.Millisecond
+		pause       = time.Second // ten read timeouts
+	)
+	ctx := t.Context()
+	addr, server := startRedisServerProcess(t)
+	rc := redis.NewClient(&redis.Options{Addr: addr, ReadTimeout: readTimeout, WriteTimeout: readTimeout})
+	t.Cleanup(func() { rc.Close() })
+	s := redisstore.New(rc, testKey) // the default lease TTL: 10 s
+	require.NoError(t, rc.Ping(ctx).Err())
+
+	require.NoError(t, server.Signal(syscall.SIGSTOP))
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			server.Signal(syscall.SIGCONT)
+		}
+	})
+
+	// The holder asks as a Source would: again after a failed Lock.
+	held := make(chan error, 1)
+	lockCtx, cancel := context.WithTimeout(ctx, helperTimeout)
+	defer cancel()
+	var unlock func() error
+	go func() {
+		for {
+			u, err := s.Lock(lockCtx)
+			if err == nil || lockCtx.Err() != nil {
+				unlock = u
+				held <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(pause) // keeps Redis stopped; not a synchronisation
+	require.NoError(t, server.Signal(syscall.SIGCONT))
+	resumed = true
+	back := time.Now()
+
+	select {
+	case err := <-held:
+		require.NoError(t, err)
+	case <-time.After(helperTimeout):
+		t.Fatal("the holder never got the lease")
+	}
+	took := time.Since(back)
+	t.Logf("Redis paused %v (read timeout %v): lease held %v after SIGCONT (lease TTL %v)",
+		pause, readTimeout, took.Round(time.Millisecond), redisstore.DefaultLeaseTTL)
+	assert.Less(t, took, redisstore.DefaultLeaseTTL/5, "the holder waited out its own lease")
+	require.NoError(t, unlock())
 }

@@ -2,15 +2,21 @@ package redisstore_test
 
 import (
 	"context"
-	"github.com/autorefresh/autorefresh/internal/storetest"
+	"net"
+	"os"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/autorefresh/autorefresh/internal/storetest"
+	"github.com/autorefresh/autorefresh/refresher"
 	"github.com/autorefresh/autorefresh/refresher/redisstore"
 )
 
@@ -255,4 +261,154 @@ func TestLockHonoursContextCancellation(t *testing.T) {
 		require.NoError(t, err)
 		assert.NoError(t, unlock())
 	}
+}
+
+func TestLeaseLostErrorsMatchRefresherSentinel(t *testing.T) {
+	assert.ErrorIs(t, redisstore.ErrLeaseLost, refresher.ErrLeaseLost)
+	assert.ErrorIs(t, refresher.ErrLeaseLost, redisstore.ErrLeaseLost)
+}
+
+func TestConfirmExtendsHeldLease(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	s := frozen(redisstore.New(rc, testKey))
+	l, err := s.LockLease(ctx)
+	require.NoError(t, err)
+	defer l.Unlock()
+
+	ttl := redisstore.LeaseTTL(s)
+	for i := range 3 {
+		m.FastForward(ttl * 2 / 3)
+		require.NoError(t, l.Confirm(ctx), "confirmation %d", i)
+		assert.Equal(t, ttl, m.TTL(s.LockKey()), "TTL after confirmation %d", i)
+	}
+}
+
+func TestConfirmAfterLeaseExpiredReportsLeaseLost(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	s := frozen(redisstore.New(rc, testKey)) // paused: no renewal
+	l, err := s.LockLease(ctx)
+	require.NoError(t, err)
+
+	m.FastForward(redisstore.LeaseTTL(s))
+	err = l.Confirm(ctx)
+	assert.ErrorIs(t, err, refresher.ErrLeaseLost)
+	assert.ErrorIs(t, err, redisstore.ErrLeaseLost)
+	assert.ErrorContains(t, err, "no longer held")
+	assert.False(t, m.Exists(s.LockKey()), "a lost lease is not taken back")
+	assert.ErrorIs(t, l.Unlock(), redisstore.ErrLeaseLost)
+}
+
+func TestConfirmAfterAnotherHolderTookLeaseReportsLeaseLost(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	s := frozen(redisstore.New(rc, testKey))
+	l, err := s.LockLease(ctx)
+	require.NoError(t, err)
+
+	// The lease expired and another replica took it.
+	m.FastForward(redisstore.LeaseTTL(s))
+	other := redisstore.New(newClient(t, m.Addr()), testKey)
+	unlockOther, err := other.Lock(ctx)
+	require.NoError(t, err)
+	owner, _ := m.Get(s.LockKey())
+
+	assert.ErrorIs(t, l.Confirm(ctx), refresher.ErrLeaseLost)
+	got, _ := m.Get(s.LockKey())
+	assert.Equal(t, owner, got, "the other holder's lease is untouched")
+	assert.ErrorIs(t, l.Unlock(), redisstore.ErrLeaseLost)
+	require.NoError(t, unlockOther())
+}
+
+func TestConfirmAfterUnlockReportsLeaseLost(t *testing.T) {
+	ctx := t.Context()
+	_, rc := newMiniredis(t)
+	s := redisstore.New(rc, testKey)
+	l, err := s.LockLease(ctx)
+	require.NoError(t, err)
+	require.NoError(t, l.Unlock())
+	err = l.Confirm(ctx)
+	assert.ErrorIs(t, err, refresher.ErrLeaseLost)
+	assert.ErrorContains(t, err, "released")
+}
+
+func TestConfirmReportsRedisFailureAsError(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	s := frozen(redisstore.New(rc, testKey))
+	l, err := s.LockLease(ctx)
+	require.NoError(t, err)
+	m.SetError("ERR injected failure")
+	err = l.Confirm(ctx)
+	assert.ErrorContains(t, err, "injected failure", "no confirmation without an answer")
+	m.SetError("")
+	assert.NoError(t, l.Confirm(ctx))
+	assert.NoError(t, l.Unlock())
+}
+
+// loseFirstAnswer is a go-redis hook that lets the first command on key
+// reach Redis, then drops its answer as a read timeout would: what a
+// client-side retry of a command that Redis did run looks like to the
+// caller.
+type loseFirstAnswer struct {
+	key  string
+	lost atomic.Bool
+}
+
+func (h *loseFirstAnswer) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *loseFirstAnswer) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *loseFirstAnswer) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil && slices.Contains(cmd.Args(), any(h.key)) && h.lost.CompareAndSwap(false, true) {
+			err = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+			cmd.SetErr(err)
+		}
+		return err
+	}
+}
+
+func TestLockTakesLeaseWhoseAnswerWasLost(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	s := redisstore.New(rc, testKey)
+	hook := &loseFirstAnswer{key: s.LockKey()}
+	rc.AddHook(hook)
+
+	start := time.Now()
+	l, err := s.LockLease(ctx)
+	require.NoError(t, err, "the lease an unanswered attempt took is this holder's")
+	took := time.Since(start)
+	require.True(t, hook.lost.Load(), "the first answer was dropped")
+	t.Logf("lease held %v after the first attempt, whose answer was lost", took.Round(time.Microsecond))
+	assert.Less(t, took, redisstore.DefaultLeaseTTL/10, "the holder does not wait out its own lease")
+	require.NoError(t, l.Confirm(ctx))
+	require.NoError(t, l.Unlock())
+	assert.False(t, m.Exists(s.LockKey()))
+}
+
+func TestLockKeepsTryingWhileRedisIsUnreachable(t *testing.T) {
+	ctx := t.Context()
+	m, rc := newMiniredis(t)
+	s := redisstore.New(rc, testKey)
+	m.Close()
+
+	// Redis is down: Lock waits, as for a busy lease, and gives up with
+	// its ctx.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err := s.Lock(short)
+	cancel()
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	wait := storetest.LockAsync(ctx, s)
+	require.NoError(t, m.Restart())
+	r := storetest.Await(t, wait)
+	require.NoError(t, r.Err, "the lease is taken once Redis is back")
+	assert.True(t, m.Exists(s.LockKey()))
+	require.NoError(t, r.Unlock())
 }

@@ -2,20 +2,30 @@ package redisstore_test
 
 import (
 	"bufio"
-	"github.com/autorefresh/autorefresh/internal/safebuf"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/autorefresh/autorefresh/internal/safebuf"
 )
 
 // startRedisServer starts a redis-server on 127.0.0.1 at a free port, with
 // no persistence, stopped at the end of the test, and returns its address.
 // The test is skipped if redis-server is not installed.
 func startRedisServer(t *testing.T) string {
+	t.Helper()
+	addr, _ := startRedisServerProcess(t)
+	return addr
+}
+
+// startRedisServerProcess is startRedisServer that also returns the
+// server's process, for tests that pause it.
+func startRedisServerProcess(t *testing.T) (string, *os.Process) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -26,19 +36,20 @@ func startRedisServer(t *testing.T) string {
 	// server's bind: try a few.
 	var failures []string
 	for range 5 {
-		addr, out, ok := tryStartRedisServer(t, bin)
-		if ok {
-			return addr
+		addr, p, out := tryStartRedisServer(t, bin)
+		if p != nil {
+			return addr, p
 		}
 		failures = append(failures, out)
 	}
 	t.Fatalf("redis-server did not start:\n%s", strings.Join(failures, "\n---\n"))
-	return ""
+	return "", nil
 }
 
 // tryStartRedisServer starts redis-server once and waits until it accepts
-// connections. If it fails, it returns what the server printed.
-func tryStartRedisServer(t *testing.T, bin string) (addr, out string, ok bool) {
+// connections, and returns its address and process. If it fails, it
+// returns a nil process and what the server printed.
+func tryStartRedisServer(t *testing.T, bin string) (addr string, p *os.Process, out string) {
 	t.Helper()
 	port := freePort(t)
 	cmd := exec.Command(bin,
@@ -71,6 +82,8 @@ func tryStartRedisServer(t *testing.T, bin string) (addr, out string, ok bool) {
 		}
 	}()
 	stop := func() {
+		// A test may have left it paused.
+		cmd.Process.Signal(syscall.SIGCONT)
 		cmd.Process.Signal(syscall.SIGTERM)
 		timer := time.AfterFunc(helperTimeout, func() { cmd.Process.Kill() })
 		<-exited
@@ -88,12 +101,12 @@ func tryStartRedisServer(t *testing.T, bin string) (addr, out string, ok bool) {
 				t.Logf("redis-server log:\n%s", log)
 			}
 		})
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "", true
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd.Process, ""
 	case <-exited:
 	case <-timer.C:
 	}
 	stop()
-	return "", log.String(), false
+	return "", nil, log.String()
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
