@@ -46,7 +46,17 @@
 // [Server.DelayRefreshes], [Server.HoldRefreshes], [Server.DropAfterRotate],
 // [Server.RevokeAll], [Server.ExpireAccessTokens]) and observe with
 // [Server.Stats] and [Server.Requests], a request log that names the kind of
-// credential presented, never its value.
+// credential presented, never its value. [Server.Client] returns a client
+// whose connections [Server.Close] closes.
+//
+// The same knobs are reachable over HTTP, for a server in another process:
+// the control API under [PathControl] (POST /admin/expire-access-tokens,
+// /admin/fail-refreshes, /admin/delay-refreshes, /admin/hold-refreshes,
+// /admin/release-refreshes, /admin/drop-after-rotate, /admin/revoke-all,
+// /admin/clock/advance; GET /admin/stats, /admin/log), with JSON bodies and
+// answers, and GET /admin/ is a live page of the sessions, their rotations
+// and reuse detections, the recent requests, and buttons for the faults.
+// [Config.AdminToken] protects both.
 //
 // Defaults: user [DemoUser] with password [DemoPassword], public client
 // [PublicClientID], confidential client [ConfidentialClientID] with secret
