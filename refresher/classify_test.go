@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -340,4 +342,337 @@ func TestTransportErrorsAreTransientAndNamed(t *testing.T) {
 	assert.Zero(t, re.StatusCode)
 	assert.ErrorIs(t, err, io.EOF)
 	assert.Contains(t, err.Error(), fmt.Sprintf("%q", srv.URL), "the message names the URL")
+}
+
+// fastKinds are the endpoints with a client whose retries do not slow a
+// test down.
+var fastKinds = []endpointKind{
+	{"JSONEndpoint", func(u string) refresher.Endpoint {
+		return &refresher.JSONEndpoint{URL: u, HTTPClient: refresher.NewHTTPClient(fastRetries(nil))}
+	}},
+	{"OAuth2Endpoint", func(u string) refresher.Endpoint {
+		return &refresher.OAuth2Endpoint{HTTPClient: refresher.NewHTTPClient(fastRetries(nil)), Config: &oauth2.Config{
+			ClientID: "client", ClientSecret: "client-secret",
+			Endpoint: oauth2.Endpoint{TokenURL: u, AuthStyle: oauth2.AuthStyleInHeader},
+		}}
+	}},
+}
+
+// TestEveryStatusAndBodyShapeHasItsOutcome lists, for each status a refresh
+// endpoint (or what stands in front of it) may answer with, the outcome of
+// each shape of body: only a rejected refresh token ends the session; a
+// client the server refuses is misconfigured; a page from something in
+// front of the endpoint is blocked; 408, 429 and 5xx are transient.
+func TestEveryStatusAndBodyShapeHasItsOutcome(t *testing.T) {
+	type shape struct {
+		name, contentType, body string
+	}
+	shapes := []shape{
+		{"invalid_grant", "application/json", `{"error":"invalid_grant"}`},
+		{"invalid_client", "application/json", `{"error":"invalid_client"}`},
+		{"unauthorized_client", "application/json", `{"error":"unauthorized_client"}`},
+		{"unsupported_grant_type", "application/json", `{"error":"unsupported_grant_type"}`},
+		{"invalid_request", "application/json", `{"error":"invalid_request"}`},
+		{"API JSON", "application/json", `{"success":false,"message":"Invalid refresh token"}`},
+		{"HTML", "text/html", htmlPage},
+		{"text", "text/plain", "Forbidden"},
+		{"empty", "", ""},
+	}
+	const (
+		R = gotReauth
+		M = gotMisconf
+		B = gotBlocked
+		T = gotRetry
+		F = gotFatal
+	)
+	table := []struct {
+		status int
+		header string // WWW-Authenticate, if any
+		want   [9]outcome
+	}{
+		//                                  grant client unauth unsupp request API  HTML text empty
+		{status: 200, want: [9]outcome{R, M, M, M, F, F, B, F, F}},
+		{status: 400, want: [9]outcome{R, M, M, M, M, R, B, R, R}},
+		{status: 401, want: [9]outcome{R, M, M, M, M, R, R, R, R}},
+		{status: 401, header: `Basic realm="token"`, want: [9]outcome{R, M, M, M, M, M, M, M, M}},
+		{status: 401, header: `Bearer error="invalid_token"`, want: [9]outcome{R, M, M, M, M, R, R, R, R}},
+		{status: 403, want: [9]outcome{R, M, M, M, M, R, B, R, R}},
+		{status: 404, want: [9]outcome{R, M, M, M, M, M, M, M, M}},
+		{status: 405, want: [9]outcome{R, M, M, M, M, M, M, M, M}},
+		{status: 409, want: [9]outcome{R, M, M, M, M, R, B, R, R}},
+		{status: 408, want: [9]outcome{R, M, M, M, T, T, T, T, T}},
+		{status: 429, want: [9]outcome{R, M, M, M, T, T, T, T, T}},
+		{status: 500, want: [9]outcome{R, M, M, M, T, T, T, T, T}},
+		{status: 503, want: [9]outcome{R, M, M, M, T, T, T, T, T}},
+		{status: 501, want: [9]outcome{R, M, M, M, T, T, T, T, T}},
+	}
+	for _, kind := range fastKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			for _, row := range table {
+				for i, sh := range shapes {
+					name := fmt.Sprintf("%d %s %s", row.status, row.header, sh.name)
+					t.Run(name, func(t *testing.T) {
+						t.Parallel()
+						srv := newAnswerServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+							if row.header != "" {
+								w.Header().Set("WWW-Authenticate", row.header)
+							}
+							answer(row.status, sh.contentType, sh.body)(n, w, r)
+						})
+						tok, err := kind.new(srv.URL).Refresh(context.Background(), staleToken())
+						got := outcomeOf(t, tok, err)
+						assert.Equal(t, row.want[i], got, "error: %v", err)
+						if err != nil {
+							assert.Equal(t, 1, strings.Count(err.Error(), "refresher:"), "one prefix: %v", err)
+						}
+					})
+				}
+			}
+		})
+	}
+}
+
+func TestMisconfiguredAndBlockedErrorsSayWhatToCheck(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		handler func(int64, http.ResponseWriter, *http.Request)
+		want    error
+		msg     string
+	}{
+		{"wrong client secret", jsonAnswer(401, `{"error":"invalid_client"}`), refresher.ErrMisconfigured,
+			"check the client ID and secret"},
+		{"grant not allowed", jsonAnswer(400, `{"error":"unauthorized_client"}`), refresher.ErrMisconfigured,
+			"may not use the refresh_token grant"},
+		{"basic challenge", func(n int64, w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="oauth"`)
+			answer(401, "", "")(n, w, r)
+		}, refresher.ErrMisconfigured, "asks for the client's own credentials"},
+		{"firewall page", answer(403, "text/html; charset=utf-8", "<html><body>Access denied by policy</body></html>"),
+			refresher.ErrBlocked, "not the refresh endpoint's own answer; check what stands in front of it"},
+		{"login page instead of a token", answer(200, "text/html", "<html><form action=/login></form></html>"),
+			refresher.ErrBlocked, "a login page or a proxy answered"},
+	} {
+		for _, kind := range endpointKinds {
+			t.Run(c.name+"/"+kind.name, func(t *testing.T) {
+				srv := newAnswerServer(t, c.handler)
+				_, err := kind.new(srv.URL).Refresh(context.Background(), staleToken())
+				require.ErrorIs(t, err, c.want)
+				assert.NotErrorIs(t, err, refresher.ErrReauthRequired, "the session is not over")
+				assert.Contains(t, err.Error(), c.msg)
+				var re *refresher.RefreshError
+				require.ErrorAs(t, err, &re)
+				assert.False(t, re.Temporary())
+			})
+		}
+	}
+}
+
+// TestSourceWithMisconfiguredClientDoesNotAskForALogin checks the point of
+// the distinction: a login callback cannot fix a wrong client secret.
+func TestSourceWithMisconfiguredClientDoesNotEndTheSession(t *testing.T) {
+	srv := newAnswerServer(t, jsonAnswer(401, `{"error":"invalid_client","error_description":"bad secret"}`))
+	src := refresher.NewSource(endpointKinds[1].new(srv.URL), refresher.WithToken(staleToken()))
+	_, err := src.Refresh(context.Background(), staleToken())
+	require.ErrorIs(t, err, refresher.ErrMisconfigured)
+	assert.NotErrorIs(t, err, refresher.ErrReauthRequired)
+}
+
+// echoAnswer answers 400 invalid_grant with a description that quotes
+// everything the request carried: its body, its headers, its cookies.
+func echoAnswer(status int) func(int64, http.ResponseWriter, *http.Request) {
+	return func(_ int64, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var b strings.Builder
+		fmt.Fprintf(&b, "bad request %s", body)
+		for k, vs := range r.Header {
+			fmt.Fprintf(&b, " %s=%s", k, strings.Join(vs, ","))
+		}
+		desc, _ := json.Marshal(b.String())
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":"invalid_grant","error_description":%s,"error_uri":%s}`, desc, desc)
+	}
+}
+
+func TestRedactionComesBeforeTruncation(t *testing.T) {
+	// A 300-character refresh token echoed in a description that is cut
+	// at 200 characters: cutting first would leave most of it in clear.
+	long := "SECRET-" + strings.Repeat("x9", 150)
+	srv := newAnswerServer(t, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		desc, _ := json.Marshal("the refresh token " + long + " was revoked")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(400)
+		fmt.Fprintf(w, `{"error":"invalid_grant","error_description":%s}`, desc)
+	})
+	for _, kind := range endpointKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			_, err := kind.new(srv.URL).Refresh(context.Background(), &oauth2.Token{AccessToken: "a", RefreshToken: long})
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), "x9x9", "a part of the refresh token is in the error")
+			assert.Contains(t, err.Error(), "the refresh token [redacted] was revoked")
+		})
+	}
+}
+
+func TestEverySecretTheRequestCarriedIsRedacted(t *testing.T) {
+	srv := newAnswerServer(t, echoAnswer(400))
+	const (
+		refresh = "SECRET-R0/with+chars="
+		secret  = "SECRET-client/secret+1"
+		apiKey  = "SECRET-api-key-42"
+		field   = "SECRET-field-value"
+	)
+	cur := &oauth2.Token{AccessToken: "a", RefreshToken: refresh}
+	jar := newJar(t)
+	u, _ := url.Parse(srv.URL)
+	jar.SetCookies(u, []*http.Cookie{{Name: "session", Value: "SECRET-cookie-value"}})
+	eps := map[string]refresher.Endpoint{
+		"JSON": &refresher.JSONEndpoint{URL: srv.URL, Fields: map[string]string{"client_secret": secret, "other": field},
+			Header:     http.Header{"X-Api-Key": {apiKey}, "Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("id:"+secret))}},
+			HTTPClient: refresher.NewHTTPClient(refresher.ClientConfig{Jar: jar})},
+		"form": &refresher.JSONEndpoint{URL: srv.URL, SendAs: refresher.SendForm, Fields: map[string]string{"client_secret": secret}},
+		"cookie": &refresher.JSONEndpoint{URL: srv.URL, SendAs: refresher.SendCookie, RefreshCookie: "rt",
+			Header: http.Header{"X-Api-Key": {apiKey}}},
+		"OAuth2 in header": &refresher.OAuth2Endpoint{Config: oauth2Config(srv.URL, secret, oauth2.AuthStyleInHeader)},
+		"OAuth2 in params": &refresher.OAuth2Endpoint{Config: oauth2Config(srv.URL, secret, oauth2.AuthStyleInParams)},
+	}
+	for name, ep := range eps {
+		t.Run(name, func(t *testing.T) {
+			_, err := ep.Refresh(context.Background(), cur)
+			require.ErrorIs(t, err, refresher.ErrReauthRequired)
+			assert.NotContains(t, err.Error(), secretMark)
+			assert.NotContains(t, err.Error(), "with%2Bchars", "the form-encoded refresh token")
+			assert.Contains(t, err.Error(), "[redacted]")
+			var re *oauth2.RetrieveError
+			require.ErrorAs(t, err, &re)
+			assert.NotContains(t, string(re.Body), secretMark)
+			assert.NotContains(t, re.ErrorDescription, secretMark)
+			assert.NotContains(t, re.ErrorURI, secretMark)
+			assert.Nil(t, re.Response.Request, "the request holds the client's credentials")
+		})
+	}
+}
+
+func TestUnparseableBodyIsNeverQuoted(t *testing.T) {
+	for _, c := range []struct {
+		name, contentType, body string
+	}{
+		{"raw token as text", "text/plain", "SECRET-rawtoken"},
+		{"raw token with padding as text", "text/plain", "SECRET-rawtoken=="},
+		{"raw token as a form without =", "application/x-www-form-urlencoded", "SECRET-rawtoken"},
+		{"form whose key is a token", "application/x-www-form-urlencoded", "SECRET-rawtoken=1"},
+		{"JSON whose key is a token", "application/json", `{"SECRET-rawtoken":true}`},
+		{"raw token without type", "", "SECRET-rawtoken"},
+		{"JWT as text", "text/plain", "eyJhbGciOiJIUzI1NiJ9.eyJTRUNSRVQiOjF9.SECRET"},
+	} {
+		for _, kind := range endpointKinds {
+			t.Run(c.name+"/"+kind.name, func(t *testing.T) {
+				srv := newAnswerServer(t, answer(200, c.contentType, c.body))
+				tok, err := kind.new(srv.URL).Refresh(context.Background(), staleToken())
+				assert.Equal(t, gotFatal, outcomeOf(t, tok, err)) // checks that no SECRET is quoted
+				assert.NotContains(t, err.Error(), "rawtoken")
+			})
+		}
+	}
+}
+
+func TestQuotedHeaderValuesAreBounded(t *testing.T) {
+	long := strings.Repeat("a", 20<<10)
+	for _, c := range []struct {
+		name    string
+		handler func(int64, http.ResponseWriter, *http.Request)
+	}{
+		{"20 KiB Content-Type", answer(200, "application/"+long, "junk")},
+		{"20 KiB Content-Type with parameters", answer(200, "text/"+long+"; charset=utf-8", "")},
+		{"20 KiB Location", func(_ int64, w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Location", "https://"+long+"/token")
+			w.WriteHeader(http.StatusFound)
+		}},
+	} {
+		for _, kind := range endpointKinds {
+			t.Run(c.name+"/"+kind.name, func(t *testing.T) {
+				srv := newAnswerServer(t, c.handler)
+				_, err := kind.new(srv.URL).Refresh(context.Background(), staleToken())
+				require.Error(t, err)
+				assert.Less(t, len(err.Error()), 600, "error: %.300s…", err)
+			})
+		}
+	}
+}
+
+func TestJunkIsNeverAdoptedAsAToken(t *testing.T) {
+	seed := func(u string) refresher.Endpoint {
+		return refresher.SeedEndpoint(strings.TrimSuffix(u, "/api/v1/users/refresh-token"))
+	}
+	cookieAnswer := func(cookies ...string) func(int64, http.ResponseWriter, *http.Request) {
+		return func(n int64, w http.ResponseWriter, r *http.Request) {
+			for _, c := range cookies {
+				w.Header().Add("Set-Cookie", c)
+			}
+			jsonAnswer(200, `{"statusCode":200,"data":{},"success":true}`)(n, w, r)
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		new     func(string) refresher.Endpoint
+		handler func(int64, http.ResponseWriter, *http.Request)
+		msg     string
+	}{
+		{"access token undefined", endpointKinds[0].new, jsonAnswer(200, `{"access_token":"undefined","refresh_token":"SECRET-R1"}`), `"undefined", which is no token`},
+		{"access token null string", endpointKinds[1].new, jsonAnswer(200, `{"access_token":"null"}`), `"null", which is no token`},
+		{"access token [object Object]", endpointKinds[0].new, jsonAnswer(200, `{"access_token":"[object Object]"}`), `"[object Object]", which is no token`},
+		{"refresh token undefined", endpointKinds[1].new, jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"undefined"}`), `refresh token at "refresh_token" is "undefined"`},
+		{"refresh token blank", endpointKinds[0].new, jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"  "}`), "is blank"},
+		{"refresh cookie undefined", seed, cookieAnswer("accessToken=SECRET-A1; HttpOnly", "refreshToken=undefined; HttpOnly"), `refresh token in cookie "refreshToken" is "undefined"`},
+		{"access cookie deleted", seed, cookieAnswer("accessToken=deleted; HttpOnly", "refreshToken=SECRET-R1"), `access token in cookie "accessToken" is "deleted"`},
+		{"access token with spaces", endpointKinds[0].new, jsonAnswer(200, `{"access_token":"SECRET A1"}`), "spaces or control characters"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := newAnswerServer(t, c.handler)
+			tok, err := c.new(srv.URL).Refresh(context.Background(), staleToken())
+			require.Equal(t, gotFatal, outcomeOf(t, tok, err), "error: %v", err)
+			assert.Contains(t, err.Error(), c.msg)
+		})
+	}
+}
+
+func TestRefreshErrorUnwrapsToRetrieveError(t *testing.T) {
+	srv := newAnswerServer(t, jsonAnswer(400, `{"error":"invalid_grant","error_description":"revoked","error_uri":"https://as.example/e"}`))
+	for _, kind := range endpointKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			_, err := kind.new(srv.URL).Refresh(context.Background(), staleToken())
+			var re *oauth2.RetrieveError
+			require.ErrorAs(t, err, &re)
+			assert.Equal(t, "invalid_grant", re.ErrorCode)
+			assert.Equal(t, "revoked", re.ErrorDescription)
+			assert.Equal(t, "https://as.example/e", re.ErrorURI)
+			assert.Equal(t, 400, re.Response.StatusCode)
+			assert.ErrorIs(t, err, refresher.ErrReauthRequired)
+		})
+	}
+	t.Run("not for an answer without an OAuth error", func(t *testing.T) {
+		srv := newAnswerServer(t, answer(503, "text/html", htmlPage))
+		_, err := endpointKinds[0].new(srv.URL).Refresh(context.Background(), staleToken())
+		var re *oauth2.RetrieveError
+		assert.False(t, errors.As(err, &re))
+	})
+}
+
+func TestErrorMessagesHaveOnePrefixAndOneSpellingOfSessionOver(t *testing.T) {
+	_, err := (&refresher.JSONEndpoint{}).Refresh(context.Background(), staleToken())
+	assert.Equal(t, "refresher: refresh failed: client misconfigured: JSONEndpoint.URL is empty; set the refresh URL", err.Error())
+	_, err = (&refresher.JSONEndpoint{URL: "http://127.0.0.1:1"}).Refresh(context.Background(), &oauth2.Token{AccessToken: "a"})
+	assert.Equal(t, "refresher: refresh failed: session over: there is no refresh token", err.Error())
+	srv := newAnswerServer(t, jsonAnswer(401, `{"message":"jwt expired"}`))
+	_, err = endpointKinds[0].new(srv.URL).Refresh(context.Background(), staleToken())
+	assert.Equal(t, "refresher: refresh failed: status 401: jwt expired: session over: the refresh endpoint rejected the refresh token", err.Error())
+}
+
+func newJar(t *testing.T) http.CookieJar {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	return jar
 }

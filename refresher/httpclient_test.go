@@ -14,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autorefresh/autorefresh/internal/fence"
 	"github.com/autorefresh/autorefresh/refresher"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 )
 
 // countingRT counts the attempts made through it; the first failDials
@@ -229,4 +231,110 @@ func TestHTTPClientLogsRetriesOnlyToTheGivenLogger(t *testing.T) {
 	assert.Contains(t, out, "retrying request")
 	assert.Contains(t, out, "status: 503")
 	assert.NotContains(t, out, secretMark)
+}
+
+// lostLease is what a fence check returns once the lock has lapsed.
+var lostLease = errors.New("lease lost")
+
+func TestFailingFenceSendsNothing(t *testing.T) {
+	srv := newAnswerServer(t, jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"SECRET-R1"}`))
+	ctx := fence.With(context.Background(), func(context.Context) error { return lostLease })
+	plain := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, ep := range []refresher.Endpoint{
+		endpointKinds[0].new(srv.URL),
+		endpointKinds[1].new(srv.URL),
+		&refresher.JSONEndpoint{URL: srv.URL, HTTPClient: plain},
+		&refresher.OAuth2Endpoint{HTTPClient: plain, Config: oauth2Config(srv.URL, "s3", oauth2.AuthStyleAutoDetect)},
+	} {
+		tok, err := ep.Refresh(ctx, staleToken())
+		assert.Nil(t, tok)
+		require.ErrorIs(t, err, lostLease)
+		var re *refresher.RefreshError
+		require.ErrorAs(t, err, &re)
+		assert.False(t, re.Temporary(), "a lost lock is not a network failure")
+		assert.NotErrorIs(t, err, refresher.ErrReauthRequired)
+	}
+	assert.Zero(t, srv.calls.Load(), "requests that reached the server")
+}
+
+func TestFenceIsCheckedBeforeEachRetry(t *testing.T) {
+	srv := newAnswerServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		jsonAnswer(503, `{"error":"temporarily_unavailable"}`)(n, w, r)
+	})
+	var checks atomic.Int64
+	ctx := fence.With(context.Background(), func(context.Context) error {
+		if checks.Add(1) > 1 {
+			return lostLease // the lease lapsed during the backoff
+		}
+		return nil
+	})
+	ep := &refresher.JSONEndpoint{URL: srv.URL, HTTPClient: refresher.NewHTTPClient(fastRetries(nil))}
+	_, err := ep.Refresh(ctx, staleToken())
+	require.ErrorIs(t, err, lostLease)
+	assert.Equal(t, int64(1), srv.calls.Load(), "requests that reached the server")
+	assert.Equal(t, int64(2), checks.Load(), "fence checks")
+}
+
+func TestPassingFenceIsCheckedOncePerAttempt(t *testing.T) {
+	srv := newAnswerServer(t, jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"SECRET-R1"}`))
+	var checks atomic.Int64
+	ctx := fence.With(context.Background(), func(context.Context) error { checks.Add(1); return nil })
+	for _, kind := range endpointKinds {
+		checks.Store(0)
+		_, err := kind.new(srv.URL).Refresh(ctx, staleToken())
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), checks.Load(), "%s: fence checks", kind.name)
+	}
+}
+
+// nilBodyRT answers every request with status and a nil Body, as a
+// RoundTripper may.
+type nilBodyRT int
+
+func (s nilBodyRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return &http.Response{StatusCode: int(s), Header: http.Header{}, Request: req}, nil
+}
+
+func TestNilResponseBodyIsAnEmptyAnswer(t *testing.T) {
+	for _, status := range []int{401, 200, 503} {
+		for name, c := range map[string]*http.Client{
+			"NewHTTPClient": refresher.NewHTTPClient(refresher.ClientConfig{Base: nilBodyRT(status), RetryMax: -1}),
+			"plain client":  {Transport: nilBodyRT(status)},
+		} {
+			for _, ep := range []refresher.Endpoint{
+				&refresher.JSONEndpoint{URL: "http://127.0.0.1:1/refresh", HTTPClient: c},
+				&refresher.OAuth2Endpoint{HTTPClient: c, Config: oauth2Config("http://127.0.0.1:1/token", "s3", oauth2.AuthStyleInHeader)},
+			} {
+				tok, err := ep.Refresh(context.Background(), staleToken())
+				assert.Nil(t, tok)
+				var re *refresher.RefreshError
+				require.ErrorAs(t, err, &re, "%d %s", status, name)
+				assert.Equal(t, status, re.StatusCode)
+			}
+		}
+	}
+	_, err := (&refresher.JSONEndpoint{}).ParseResponse(&http.Response{StatusCode: 401})
+	assert.ErrorIs(t, err, refresher.ErrReauthRequired)
+}
+
+func TestDefaultClientKeepsConnectionsAlive(t *testing.T) {
+	var mu sync.Mutex
+	peers := map[string]bool{}
+	srv := newAnswerServer(t, func(n int64, w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		peers[r.RemoteAddr] = true
+		mu.Unlock()
+		jsonAnswer(200, `{"access_token":"SECRET-A1","refresh_token":"SECRET-R1"}`)(n, w, r)
+	})
+	ep := endpointKinds[0].new(srv.URL)
+	for range 3 {
+		_, err := ep.Refresh(context.Background(), staleToken())
+		require.NoError(t, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Len(t, peers, 1, "connections used by 3 refreshes")
 }
