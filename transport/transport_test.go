@@ -396,13 +396,19 @@ func TestProactiveRefreshSendsNoExpiredToken(t *testing.T) {
 
 	a := newAuthServer(t)
 	a.expiresIn, a.clock = 5*time.Minute, clock
-	src := refresher.NewSource(a.endpoint(), refresher.WithToken(a.issue()), refresher.WithClock(clock))
+	// With WithBlockingRefresh, a request whose token is due waits for
+	// the refresh. (By default it goes out with the still-valid token while
+	// the refresh runs; this server, which refuses an access token as soon
+	// as a newer one is issued, may then answer 401, which a replay heals:
+	// see TestBackgroundRefreshServesDueTokensAndHealsRaces.)
+	src := refresher.NewSource(a.endpoint(), refresher.WithToken(a.issue()), refresher.WithClock(clock), refresher.WithBlockingRefresh())
 	c := transport.NewClient(src)
 
 	for range 3 {
-		// 20 s before expiry, inside the 30 s leeway: the token is
-		// refreshed before the request, which the server accepts.
-		advance(5*time.Minute - 20*time.Second)
+		// 14 s before expiry, past the jittered refresh point inside the
+		// 30 s leeway: the token is refreshed before the request, which
+		// the server accepts.
+		advance(5*time.Minute - 14*time.Second)
 		resp, err := c.Get(a.url("/echo"))
 		require.NoError(t, err)
 		readAll(t, resp)
@@ -410,6 +416,29 @@ func TestProactiveRefreshSendsNoExpiredToken(t *testing.T) {
 	}
 	assert.Equal(t, int64(3), a.calls.Load(), "endpoint calls")
 	assert.Zero(t, a.unauthorized.Load(), "401s served")
+}
+
+func TestBackgroundRefreshServesDueTokensAndHealsRaces(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+
+	a := newAuthServer(t)
+	a.expiresIn, a.clock = 5*time.Minute, clock
+	src := refresher.NewSource(a.endpoint(), refresher.WithToken(a.issue()), refresher.WithClock(clock))
+	c := transport.NewClient(src)
+	for round := range 3 {
+		advance(5*time.Minute - 14*time.Second) // due, still valid
+		for range 20 {
+			resp, err := c.Get(a.url("/echo"))
+			require.NoError(t, err)
+			readAll(t, resp)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+		}
+		require.Eventually(t, func() bool { return a.calls.Load() >= int64(round+1) }, 10*time.Second, time.Millisecond)
+		assert.Equal(t, int64(round+1), a.calls.Load(), "one refresh per round")
+	}
 }
 
 // noEndpoint fails the test if it is called.
