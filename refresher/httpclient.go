@@ -3,6 +3,7 @@ package refresher
 import (
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/autorefresh/autorefresh/internal/wire"
@@ -94,4 +95,20 @@ type ClientConfig struct {
 // its length can be checked; closing it is still the caller's duty.
 func NewHTTPClient(cfg ClientConfig) *http.Client {
 	return wire.NewHTTPClient(wire.ClientConfig(cfg))
+}
+
+// defaultClient is an endpoint's HTTP client when none is given: one from
+// NewHTTPClient, built on first use.
+type defaultClient struct {
+	once   sync.Once // guards client
+	client *http.Client
+}
+
+// get returns own if not nil, else the default client, logging to l.
+func (d *defaultClient) get(own *http.Client, l *slog.Logger) *http.Client {
+	if own != nil {
+		return own
+	}
+	d.once.Do(func() { d.client = NewHTTPClient(ClientConfig{Logger: l}) })
+	return d.client
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/autorefresh/autorefresh/internal/wire"
 	"golang.org/x/oauth2"
@@ -109,9 +108,8 @@ type JSONEndpoint struct {
 	// If nil, nothing is logged. Nothing logged contains a token.
 	Logger *slog.Logger
 
-	once   sync.Once // guards client
-	client *http.Client
-	noted  wire.NoteOnce
+	defaults defaultClient
+	noted    wire.NoteOnce
 }
 
 // SeedEndpoint returns a [JSONEndpoint] for the refresh API common to
@@ -265,13 +263,7 @@ func (e *JSONEndpoint) spec() wire.Spec {
 	}
 }
 
-func (e *JSONEndpoint) httpClient() *http.Client {
-	if e.HTTPClient != nil {
-		return e.HTTPClient
-	}
-	e.once.Do(func() { e.client = NewHTTPClient(ClientConfig{Logger: e.Logger}) })
-	return e.client
-}
+func (e *JSONEndpoint) httpClient() *http.Client { return e.defaults.get(e.HTTPClient, e.Logger) }
 
 // orDefault returns s, or def if s is empty.
 func orDefault(s, def string) string {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 
 	"github.com/autorefresh/autorefresh/internal/wire"
@@ -46,10 +45,9 @@ type OAuth2Endpoint struct {
 	// If nil, nothing is logged. Nothing logged contains a token.
 	Logger *slog.Logger
 
-	once   sync.Once // guards client
-	client *http.Client
-	style  atomic.Int32 // the AuthStyle found by auto-detection; 0 until known
-	noted  wire.NoteOnce
+	defaults defaultClient
+	style    atomic.Int32 // the AuthStyle found by auto-detection; 0 until known
+	noted    wire.NoteOnce
 }
 
 // Refresh exchanges current.RefreshToken for a new token. When the answer
@@ -120,10 +118,4 @@ func (e *OAuth2Endpoint) exchange(ctx context.Context, current *oauth2.Token, st
 	return tok, nil
 }
 
-func (e *OAuth2Endpoint) httpClient() *http.Client {
-	if e.HTTPClient != nil {
-		return e.HTTPClient
-	}
-	e.once.Do(func() { e.client = NewHTTPClient(ClientConfig{Logger: e.Logger}) })
-	return e.client
-}
+func (e *OAuth2Endpoint) httpClient() *http.Client { return e.defaults.get(e.HTTPClient, e.Logger) }

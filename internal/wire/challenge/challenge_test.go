@@ -150,6 +150,7 @@ func FuzzParseChallenges(f *testing.F) {
 		got := parseChallenges(fields)
 		checkBounds(t, got)
 		refreshMayHelp(http.Header{"Www-Authenticate": fields}, "Bearer")
+		OtherSchemesOnly(http.Header{"Www-Authenticate": fields}, "Bearer")
 
 		formatted := make([]string, len(got))
 		for i, c := range got {
@@ -195,4 +196,28 @@ func repeat(s string, n int) []string {
 		out[i] = s
 	}
 	return out
+}
+
+func TestOtherSchemesOnly(t *testing.T) {
+	cases := []struct {
+		name   string
+		header []string
+		want   bool
+	}{
+		{"no header", nil, false},
+		{"unreadable header", []string{"@@@"}, false},
+		{"basic", []string{`Basic realm="token endpoint"`}, true},
+		{"digest", []string{`Digest realm="x", nonce="y"`}, true},
+		{"bearer", []string{`Bearer error="invalid_token"`}, false},
+		{"basic and bearer", []string{`Basic realm="x", Bearer`}, false},
+		{"bearer in lower case", []string{`bearer`}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{"Www-Authenticate": tc.header}
+			if got := OtherSchemesOnly(h, "Bearer"); got != tc.want {
+				t.Errorf("OtherSchemesOnly(%q) = %v, want %v", tc.header, got, tc.want)
+			}
+		})
+	}
 }
