@@ -106,7 +106,7 @@ func TestFailedBackgroundRefreshRetriesWithBackoffAndNeverBlocks(t *testing.T) {
 	}
 
 	r.fail = nil
-	clock.Advance(5 * time.Second) // 1 s left: the token is no longer served
+	clock.Advance(5 * time.Second) // 2 s left, inside the last 5 s: the token is no longer served
 	got, err := src.Token(ctx)
 	require.NoError(t, err, "the expired token makes the caller wait for the refresh")
 	assert.Equal(t, "access-1", got.AccessToken)

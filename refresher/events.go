@@ -22,8 +22,8 @@ import (
 
 // emit reports a committed refresh to the Observers.
 func (s *Source) emit(ctx context.Context, c *call, out outcome, err error, ended bool, waiters int, d time.Duration) {
-	if len(s.observers) == 0 || out.kind == kindSaved {
-		return
+	if len(s.observers) == 0 || out.kind == kindSaved || out.kind == kindOver && c.over != nil && !ended {
+		return // a save, or a look at the Store of a session that stays over: no refresh
 	}
 	ev := RefreshEvent{
 		Kind:       eventKind(out.kind),

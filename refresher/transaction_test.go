@@ -340,9 +340,9 @@ func TestAdoptedTokenThatIsDueIsRefreshedNotAdopted(t *testing.T) {
 	src := refresher.NewSource(r, refresher.WithStore(store), refresher.WithClock(clock.Now), refresher.WithObserver(events))
 	ctx := context.Background()
 
-	// Another process saved a token issued for 10 minutes that has 20 s
-	// left: it is due.
-	tok.Expiry, tok.ExpiresIn = clock.Now().Add(20*time.Second), 600
+	// Another process saved a token issued for 10 minutes that has 14 s
+	// left: it is due (past even the latest jittered refresh point).
+	tok.Expiry, tok.ExpiresIn = clock.Now().Add(14*time.Second), 600
 	require.NoError(t, store.Save(ctx, tok))
 	cur, err := src.Token(ctx)
 	require.NoError(t, err)
