@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/autorefresh/autorefresh/internal/fleet"
 	"github.com/autorefresh/autorefresh/internal/storetest"
 	"github.com/autorefresh/autorefresh/refresher"
 )
@@ -194,7 +195,8 @@ func TestFileStoreSaveReplacesAtomicallyWithoutTempFiles(t *testing.T) {
 	n, err := strconv.Atoi(strings.TrimPrefix(got.AccessToken, "access-"))
 	require.NoError(t, err, "access token %q", got.AccessToken)
 	storetest.AssertSameToken(t, storetest.Token(n), got)
-	assert.Equal(t, []string{"token.json"}, listDir(t, dir))
+	// Beside the token, only the write lock's file.
+	assert.Equal(t, []string{"token.json", "token.json.cas.lock"}, listDir(t, dir))
 
 	// A save that fails half-way leaves the old token and no temporary file.
 	require.NoError(t, s.Save(ctx, storetest.Token(1)))
@@ -211,7 +213,7 @@ func TestFileStoreSaveReplacesAtomicallyWithoutTempFiles(t *testing.T) {
 	got, err = s.Load(ctx)
 	require.NoError(t, err)
 	storetest.AssertSameToken(t, storetest.Token(1), got)
-	assert.Equal(t, []string{"token.json"}, listDir(t, dir))
+	assert.Equal(t, []string{"token.json", "token.json.cas.lock"}, listDir(t, dir))
 }
 
 func TestFileStoreLockExcludesSecondHolder(t *testing.T) {
@@ -471,4 +473,338 @@ func TestFileStoreSharedBySourcesRefreshesOnce(t *testing.T) {
 	stored, err := refresher.NewFileStore(path).Load(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "r1", stored.RefreshToken)
+}
+
+func init() {
+	helperRoles["try-lock"] = helperTryLock
+	helperRoles["cas-loop"] = helperCASLoop
+}
+
+// helperTryLock uses the store once (Lock and unlock), says "ready", then
+// for each line "try" tries to take the lock within 100 ms, and answers
+// "locked" (and unlocks), "busy" or "error <message>".
+func helperTryLock(in *bufio.Scanner, out io.Writer) error {
+	s := refresher.NewFileStore(os.Getenv(helperStoreEnv))
+	unlock, err := s.Lock(context.Background())
+	if err != nil {
+		return err
+	}
+	if err := unlock(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "ready")
+	for in.Scan() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		unlock, err := s.Lock(ctx)
+		cancel()
+		switch {
+		case err == nil:
+			fmt.Fprintln(out, "locked")
+			unlock()
+		case errors.Is(err, context.DeadlineExceeded):
+			fmt.Fprintln(out, "busy")
+		default:
+			fmt.Fprintln(out, "error", err)
+		}
+	}
+	return nil
+}
+
+// tryLockIn asks a try-lock helper for the lock and returns its answer.
+func tryLockIn(h *fleet.Helper) string {
+	h.Send("try")
+	return h.Expect("")
+}
+
+func TestFileStoreDirectoryRemovedUnderHeldLockGivesNoSecondLock(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "app")
+	path := filepath.Join(dir, "token.json")
+	a := refresher.NewFileStore(path)
+	b := refresher.NewFileStore(path) // as another process would have
+	require.NoError(t, a.Save(ctx, storetest.Token(1)))
+	unlock, err := b.Lock(ctx)
+	require.NoError(t, err)
+	require.NoError(t, unlock())
+	h := startHelper(t, "try-lock", helperStoreEnv+"="+path)
+	h.Expect("ready")
+
+	l, err := a.LockLease(ctx)
+	require.NoError(t, err)
+	require.NoError(t, l.Confirm(ctx))
+	require.NoError(t, os.RemoveAll(dir)) // while a refreshes
+
+	// Nobody else gets a lock while a holds its own.
+	storetest.AssertLockBusy(t, b)
+	assert.Equal(t, "busy", tryLockIn(h), "another process")
+	// The holder learns it before presenting a refresh token.
+	err = l.Confirm(ctx)
+	assert.ErrorIs(t, err, refresher.ErrLeaseLost)
+	assert.ErrorContains(t, err, "removed or replaced")
+	require.NoError(t, l.Unlock())
+
+	// Once a is done, the removed directory is not recreated by a lock.
+	_, err = b.Lock(ctx)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "was removed")
+	assert.NoDirExists(t, dir)
+	assert.Contains(t, tryLockIn(h), "was removed")
+
+	// A save (a new login) brings it back, and everyone follows.
+	require.NoError(t, a.Save(ctx, storetest.Token(2)))
+	unlock, err = b.Lock(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "busy", tryLockIn(h))
+	storetest.AssertLockBusy(t, a)
+	require.NoError(t, unlock())
+	assert.Equal(t, "locked", tryLockIn(h))
+	h.Finish()
+}
+
+func TestFileStoreLockFileReplacedUnderHeldLockGivesNoSecondLock(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
+	defer cancel()
+	path := tokenPath(t)
+	a := refresher.NewFileStore(path)
+	b := refresher.NewFileStore(path)
+	unlock, err := b.Lock(ctx)
+	require.NoError(t, err)
+	require.NoError(t, unlock())
+
+	l, err := a.LockLease(ctx)
+	require.NoError(t, err)
+	// Someone replaces the lock file.
+	require.NoError(t, os.WriteFile(path+".lock.new", nil, 0o600))
+	require.NoError(t, os.Rename(path+".lock.new", path+".lock"))
+
+	storetest.AssertLockBusy(t, b)
+	assert.ErrorIs(t, l.Confirm(ctx), refresher.ErrLeaseLost)
+	require.NoError(t, l.Unlock())
+
+	// b follows the path to the new file, and excludes a store that
+	// opens it now.
+	unlock, err = b.Lock(ctx)
+	require.NoError(t, err)
+	storetest.AssertLockBusy(t, refresher.NewFileStore(path))
+	storetest.AssertLockBusy(t, a)
+	require.NoError(t, unlock())
+	l, err = a.LockLease(ctx)
+	require.NoError(t, err)
+	assert.NoError(t, l.Confirm(ctx), "a follows too")
+	require.NoError(t, l.Unlock())
+}
+
+func TestFileStoreConfirmHoldsUntilUnlock(t *testing.T) {
+	ctx := t.Context()
+	s := refresher.NewFileStore(tokenPath(t))
+	l, err := s.LockLease(ctx)
+	require.NoError(t, err)
+	assert.NoError(t, l.Confirm(ctx))
+	assert.NoError(t, l.Confirm(ctx))
+	require.NoError(t, l.Unlock())
+	assert.NoError(t, l.Unlock(), "a second unlock does nothing")
+	err = l.Confirm(ctx)
+	assert.ErrorIs(t, err, refresher.ErrLeaseLost)
+	assert.ErrorContains(t, err, "released")
+	require.NoError(t, s.Close())
+}
+
+func TestFileStoreRefusesFilesOwnedByAnotherUser(t *testing.T) {
+	skipOnWindows(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give a file to another user")
+	}
+	const other = 4242
+	ctx := t.Context()
+	path := tokenPath(t)
+	s := refresher.NewFileStore(path)
+	require.NoError(t, s.Save(ctx, storetest.Token(1)))
+	require.NoError(t, os.Chown(path, other, other))
+
+	got, err := s.Load(ctx)
+	require.Error(t, err)
+	assert.Nil(t, got)
+	for _, want := range []string{path, "owned by uid 4242", "chown 0 " + path} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.NotContains(t, err.Error(), "refresh-1")
+	_, err = s.CompareAndSwap(ctx, storetest.Token(1), storetest.Token(2))
+	assert.ErrorContains(t, err, "owned by uid 4242", "a fenced save does not adopt it either")
+
+	// The lock file too.
+	require.NoError(t, os.Chown(path, 0, 0))
+	require.NoError(t, os.WriteFile(path+".lock", nil, 0o600))
+	require.NoError(t, os.Chown(path+".lock", other, other))
+	_, err = s.Lock(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "lock file "+path+".lock is owned by uid 4242")
+}
+
+func TestFileStoreCompareAndSwap(t *testing.T) {
+	tok := storetest.Token
+	tests := []struct {
+		name       string
+		stored     *oauth2.Token
+		prev, next *oauth2.Token
+		swapped    bool
+		want       *oauth2.Token
+	}{
+		{name: "absent, prev nil", prev: nil, next: tok(1), swapped: true, want: tok(1)},
+		{name: "absent, prev set", prev: tok(1), next: tok(2), swapped: false, want: nil},
+		{name: "match", stored: tok(1), prev: tok(1), next: tok(2), swapped: true, want: tok(2)},
+		{name: "match on the refresh token alone", stored: tok(1),
+			prev: &oauth2.Token{AccessToken: "other", RefreshToken: "refresh-1"}, next: tok(2), swapped: true, want: tok(2)},
+		{name: "mismatch", stored: tok(3), prev: tok(1), next: tok(2), swapped: false, want: tok(3)},
+		{name: "present, prev nil", stored: tok(3), prev: nil, next: tok(2), swapped: false, want: tok(3)},
+		{name: "match, next nil removes", stored: tok(1), prev: tok(1), next: nil, swapped: true, want: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			path := filepath.Join(t.TempDir(), "nested", "token.json")
+			s := refresher.NewFileStore(path)
+			if tc.stored != nil {
+				require.NoError(t, s.Save(ctx, tc.stored))
+			}
+			swapped, err := s.CompareAndSwap(ctx, tc.prev, tc.next)
+			require.NoError(t, err)
+			assert.Equal(t, tc.swapped, swapped, "swapped")
+			got, err := s.Load(ctx)
+			require.NoError(t, err)
+			if tc.want == nil {
+				assert.Nil(t, got)
+				return
+			}
+			storetest.AssertSameToken(t, tc.want, got)
+		})
+	}
+
+	t.Run("no directory is created for a token that is not there", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "gone")
+		swapped, err := refresher.NewFileStore(filepath.Join(dir, "token.json")).CompareAndSwap(t.Context(), tok(1), tok(2))
+		require.NoError(t, err)
+		assert.False(t, swapped)
+		assert.NoDirExists(t, dir)
+	})
+	t.Run("corrupt file", func(t *testing.T) {
+		path := tokenPath(t)
+		require.NoError(t, os.WriteFile(path, []byte("refresh-1 garbage"), 0o600))
+		_, err := refresher.NewFileStore(path).CompareAndSwap(t.Context(), tok(1), tok(2))
+		assert.ErrorContains(t, err, "corrupt")
+		data, _ := os.ReadFile(path)
+		assert.Equal(t, "refresh-1 garbage", string(data), "not overwritten")
+	})
+}
+
+// A refresh's holder saves under its own lock: the fenced save neither
+// waits for that lock nor for another process's.
+func TestFileStoreCompareAndSwapUnderHeldLock(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
+	defer cancel()
+	path := tokenPath(t)
+	s := refresher.NewFileStore(path)
+	require.NoError(t, s.Save(ctx, storetest.Token(1)))
+	unlock, err := s.Lock(ctx)
+	require.NoError(t, err)
+	swapped, err := s.CompareAndSwap(ctx, storetest.Token(1), storetest.Token(2))
+	require.NoError(t, err)
+	assert.True(t, swapped)
+	swapped, err = refresher.NewFileStore(path).CompareAndSwap(ctx, storetest.Token(2), storetest.Token(3))
+	require.NoError(t, err)
+	assert.True(t, swapped, "another store, while the lock is held")
+	require.NoError(t, unlock())
+}
+
+// Processes and goroutines advance a counter kept in the token file with
+// fenced saves only (no refresh lock): each swap that reports success
+// advances it by one, so the counter ends equal to the number of swaps
+// that succeeded. A lost update would leave it short.
+func TestFileStoreCompareAndSwapIsAtomicAcrossProcesses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), helperTimeout)
+	defer cancel()
+	path := tokenPath(t)
+	require.NoError(t, refresher.NewFileStore(path).Save(ctx, storetest.Token(0)))
+
+	const processes, goroutines = 3, 3
+	hs := helperBinary.StartN(t, processes, "cas-loop", helperStoreEnv+"="+path)
+	for _, h := range hs {
+		h.Expect("ready")
+	}
+	for _, h := range hs {
+		h.Send("go")
+	}
+	var local atomic.Int64
+	var wg sync.WaitGroup
+	for range goroutines {
+		s := refresher.NewFileStore(path)
+		wg.Go(func() {
+			n, err := casLoop(ctx, s)
+			assert.NoError(t, err)
+			local.Add(int64(n))
+		})
+	}
+	wg.Wait()
+	total := int(local.Load())
+	for _, h := range hs {
+		n, err := strconv.Atoi(h.Expect("swapped "))
+		require.NoError(t, err)
+		total += n
+	}
+	fleet.Stop(hs)
+
+	got, err := refresher.NewFileStore(path).Load(ctx)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(strings.TrimPrefix(got.AccessToken, "access-"))
+	require.NoError(t, err)
+	t.Logf("%d successful swaps from %d processes and %d goroutines", total, processes, goroutines)
+	assert.Equal(t, total, n, "every successful swap advanced the counter by one")
+	assert.Equal(t, casRounds*(processes+goroutines), total, "every swapper finished its rounds")
+}
+
+// casRounds is how many increments each swapper of
+// TestFileStoreCompareAndSwapIsAtomicAcrossProcesses makes.
+const casRounds = 40
+
+// casLoop advances the counter in the token file casRounds times with
+// fenced saves, retrying on a conflict, and returns how many swaps
+// succeeded.
+func casLoop(ctx context.Context, s *refresher.FileStore) (int, error) {
+	swaps := 0
+	for swaps < casRounds {
+		cur, err := s.Load(ctx)
+		if err != nil {
+			return swaps, err
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(cur.AccessToken, "access-"))
+		if err != nil {
+			return swaps, err
+		}
+		ok, err := s.CompareAndSwap(ctx, cur, storetest.Token(n+1))
+		if err != nil {
+			return swaps, err
+		}
+		if ok {
+			swaps++
+		}
+	}
+	return swaps, nil
+}
+
+// helperCASLoop says "ready", waits for "go", runs casLoop and answers
+// "swapped n".
+func helperCASLoop(in *bufio.Scanner, out io.Writer) error {
+	s := refresher.NewFileStore(os.Getenv(helperStoreEnv))
+	fmt.Fprintln(out, "ready")
+	if !in.Scan() {
+		return in.Err()
+	}
+	n, err := casLoop(context.Background(), s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "swapped", n)
+	for in.Scan() {
+	}
+	return nil
 }
