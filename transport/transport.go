@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/autorefresh/autorefresh/internal/wire/challenge"
 	"golang.org/x/oauth2"
@@ -63,6 +64,28 @@ type Transport struct {
 	allowed      []allowed      // nil: every host; see WithAllowedHosts
 	insecureHTTP bool           // see WithInsecureHTTP
 	jar          http.CookieJar // non-nil: the session is in cookies; see WithCookieJar
+
+	// header caches the Authorization value of the last token attached,
+	// so that a request with the same token builds no string.
+	header atomic.Pointer[authHeader]
+}
+
+// authHeader is the Authorization value of one token.
+type authHeader struct {
+	tok   *oauth2.Token
+	value string
+}
+
+// headerValue returns "<type> <token>" for tok. It is built once per
+// token: a Source's tokens are never modified, so the pointer names the
+// value.
+func (t *Transport) headerValue(tok *oauth2.Token) string {
+	if h := t.header.Load(); h != nil && h.tok == tok {
+		return h.value
+	}
+	h := &authHeader{tok: tok, value: tok.Type() + " " + tok.AccessToken}
+	t.header.Store(h)
+	return h.value
 }
 
 // New returns a Transport that takes its tokens from src. It panics if src
@@ -246,7 +269,7 @@ func (t *Transport) authorize(req *http.Request, tok *oauth2.Token, body io.Read
 	if t.jar != nil {
 		applyJar(r, t.jar)
 	} else {
-		r.Header.Set("Authorization", tok.Type()+" "+tok.AccessToken)
+		r.Header.Set("Authorization", t.headerValue(tok))
 	}
 	r.Body = body
 	r.ContentLength = size
