@@ -565,7 +565,7 @@ func (s *Source) persist(ctx context.Context, c *call, kind outcomeKind, old, he
 	if cas, ok := s.store.(CompareAndSwapper); ok {
 		swapped, err := cas.CompareAndSwap(ctx, held, nt)
 		if err == nil && !swapped {
-			return s.adoptAfterConflict(ctx, c, old)
+			return s.adoptAfterConflict(ctx, c, old, nt)
 		}
 		if err != nil {
 			return outcome{kind: kindUnsaved, tok: nt, prev: held, err: &RefreshError{Err: fmt.Errorf("save token: %w", err)}}
@@ -577,14 +577,16 @@ func (s *Source) persist(ctx context.Context, c *call, kind outcomeKind, old, he
 }
 
 // adoptAfterConflict adopts what the Store holds after a fenced save found
-// another holder's token there: it is never overwritten.
-func (s *Source) adoptAfterConflict(ctx context.Context, c *call, old *oauth2.Token) outcome {
+// another holder's token there: it is never overwritten. If the Store was
+// emptied meanwhile, nt is kept as unsaved rather than lost: it is the
+// only live token of the session.
+func (s *Source) adoptAfterConflict(ctx context.Context, c *call, old, nt *oauth2.Token) outcome {
 	st, err := s.load(ctx, c)
-	if err != nil {
-		return outcome{err: err}
+	if err == nil && (st == nil || st.AccessToken == "") {
+		err = &RefreshError{Err: errors.New("save token: the Store was emptied during the refresh")}
 	}
-	if st == nil || st.AccessToken == "" {
-		return outcome{err: &RefreshError{Err: errors.New("the Store changed during the refresh and now holds no token")}}
+	if err != nil {
+		return outcome{kind: kindUnsaved, tok: nt, err: err}
 	}
 	s.log.LogAttrs(ctx, slog.LevelWarn, "refresher: the Store changed during the refresh; adopted its token instead of overwriting it")
 	return outcome{kind: kindAdopted, tok: st, old: old}

@@ -174,6 +174,10 @@ func (b Binary) StartN(t testing.TB, n int, role string, env ...string) []*Helpe
 	return hs
 }
 
+// Signal sends sig to the helper process, for example SIGSTOP and SIGCONT
+// to pause it as a garbage collector or a frozen machine would.
+func (h *Helper) Signal(sig os.Signal) error { return h.cmd.Process.Signal(sig) }
+
 // Name returns the helper's name.
 func (h *Helper) Name() string { return h.name }
 
