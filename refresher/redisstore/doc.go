@@ -36,6 +36,12 @@
 // record alone as a string; a Store reads them, and its next save replaces
 // them with the hash.
 //
+// With [WithEncryption], "rec" holds the record sealed with AES-256-GCM
+// under the keyring's primary key, bound to the token's key; "fp" stays in
+// the clear, so the fenced save still never reads "rec". A record stored
+// in the clear before encryption was turned on is read, and sealed by the
+// next save.
+//
 // # Many accounts
 //
 // [ForAccount] makes the Store of one account under a shared prefix, for

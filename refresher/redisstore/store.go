@@ -41,6 +41,8 @@ type Store struct {
 	renewEvery time.Duration // time between two renewals of a held lease
 	maxPoll    time.Duration // longest wait between two attempts to lease
 
+	keys *refresher.Keyring // seals the record; nil: kept in the clear
+
 	sem chan struct{} // holds a value while a caller of Lock holds the lease
 
 	// Test hooks, set before the first Lock: renewal ticks and their
@@ -207,22 +209,30 @@ func (s *Store) Load(ctx context.Context) (*oauth2.Token, error) {
 	return s.decode(res[1])
 }
 
-// decode parses a record read from the token's key.
+// decode parses a record read from the token's key, sealed or not.
 func (s *Store) decode(rec string) (*oauth2.Token, error) {
-	t, why := tokenjson.Decode([]byte(rec))
+	data, err := s.open([]byte(rec))
+	if err != nil {
+		return nil, err
+	}
+	t, why := tokenjson.Decode(data)
 	if why != "" {
 		return nil, fmt.Errorf("redisstore: the value of key %q is not a token: %s", s.key, why)
 	}
 	return t, nil
 }
 
-// encode returns the fingerprint and record of t.
-func encode(t *oauth2.Token) (fp string, rec []byte, err error) {
+// encode returns the fingerprint and record of t, sealed if the Store
+// encrypts.
+func (s *Store) encode(t *oauth2.Token) (fp string, rec []byte, err error) {
 	if t == nil || t.AccessToken == "" {
 		return "", nil, errors.New("the token has no access token")
 	}
 	rec, err = tokenjson.Encode(t)
 	if err != nil {
+		return "", nil, err
+	}
+	if rec, err = s.seal(rec); err != nil {
 		return "", nil, err
 	}
 	return refresher.Fingerprint(t), rec, nil
@@ -231,7 +241,7 @@ func encode(t *oauth2.Token) (fp string, rec []byte, err error) {
 // Save replaces the stored token with t, unconditionally. It does not check
 // the lease.
 func (s *Store) Save(ctx context.Context, t *oauth2.Token) error {
-	fp, rec, err := encode(t)
+	fp, rec, err := s.encode(t)
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
@@ -260,7 +270,7 @@ func (s *Store) CompareAndSwap(ctx context.Context, prev, next *oauth2.Token) (b
 	var rec []byte
 	if next != nil {
 		var err error
-		if nextFP, rec, err = encode(next); err != nil {
+		if nextFP, rec, err = s.encode(next); err != nil {
 			return false, fmt.Errorf("redisstore: save token: %w", err)
 		}
 	}
