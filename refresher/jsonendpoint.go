@@ -91,12 +91,30 @@ type JSONEndpoint struct {
 	// JSON answer takes precedence over its cookie.
 	AccessCookieName, RefreshCookieName string
 
+	// KeepExtra names the fields of the JSON answer (top-level keys),
+	// besides the tokens, that the returned token keeps for
+	// [oauth2.Token.Extra], such as "data" or "user". The others are
+	// dropped, so that a session does not hold the whole decoded answer.
+	KeepExtra []string
+
 	// Header holds extra headers sent with every refresh request, such as
 	// an API key or an Origin.
 	Header http.Header
 
+	// Jar, if not nil, makes this a cookie session: the refresh call sends
+	// the jar's cookies (the refresh token cookie, say) and keeps the
+	// cookies of its answer in it. It is the one place to name the jar: a
+	// Transport built by the transport package on a [Source] of this
+	// endpoint carries the session in the same jar (re-applying its
+	// current cookies to every attempt, the replay included), and
+	// transport.NewClient sets it as the [http.Client]'s Jar. With an
+	// HTTPClient of one's own, that client's Jar must be nil (the refresh
+	// call then uses a copy of it with Jar) or this same jar.
+	Jar http.CookieJar
+
 	// HTTPClient sends the refresh request. If nil, a client from
-	// [NewHTTPClient] with the default [ClientConfig] and Logger is used.
+	// [NewHTTPClient] with the default [ClientConfig], Jar and Logger is
+	// used.
 	// It must not be a client that adds tokens itself, such as one from
 	// this module's transport package. A client of one's own gets no
 	// retries unless it comes from NewHTTPClient; answers are read at
@@ -112,14 +130,15 @@ type JSONEndpoint struct {
 	noted    wire.NoteOnce
 }
 
-// SeedEndpoint returns a [JSONEndpoint] for the refresh API common to
-// Node/Express backends, reached at baseURL (contract B of the bundled test
-// server): it posts {"refreshToken": "..."} to
+// ExpressEndpoint returns a [JSONEndpoint] for the refresh API common to
+// Node.js/Express backends, reached at baseURL (the Express API of the
+// bundled test server): it posts {"refreshToken": "..."} to
 // baseURL+"/api/v1/users/refresh-token" and reads the answer
 // {"data":{"accessToken","refreshToken"}}, falling back to the cookies
 // accessToken and refreshToken. Such an API sends no expires_in; the
-// expiry comes from the access token's JWT "exp" claim.
-func SeedEndpoint(baseURL string) *JSONEndpoint {
+// expiry comes from the access token's JWT "exp" claim. For a session kept
+// in httpOnly cookies, set the returned endpoint's Jar.
+func ExpressEndpoint(baseURL string) *JSONEndpoint {
 	return &JSONEndpoint{
 		URL:               strings.TrimSuffix(baseURL, "/") + "/api/v1/users/refresh-token",
 		RefreshTokenField: "refreshToken",
@@ -129,6 +148,13 @@ func SeedEndpoint(baseURL string) *JSONEndpoint {
 		AccessCookieName:  "accessToken",
 		RefreshCookieName: "refreshToken",
 	}
+}
+
+// SeedEndpoint is [ExpressEndpoint], under its former name.
+//
+// Deprecated: use [ExpressEndpoint].
+func SeedEndpoint(baseURL string) *JSONEndpoint {
+	return ExpressEndpoint(baseURL)
 }
 
 // Refresh posts current.RefreshToken to e.URL and returns the tokens of the
@@ -142,7 +168,11 @@ func (e *JSONEndpoint) Refresh(ctx context.Context, current *oauth2.Token) (*oau
 	if err != nil {
 		return nil, refreshError(wire.Fail(err))
 	}
-	tok, note, f := wire.Exchange(e.httpClient(), req, e.spec(), e.secrets(current.RefreshToken))
+	client, err := e.httpClient()
+	if err != nil {
+		return nil, refreshError(wire.Fail(err))
+	}
+	tok, note, f := wire.Exchange(client, req, e.spec(), e.secrets(current.RefreshToken))
 	if f != nil {
 		return nil, refreshError(f)
 	}
@@ -260,10 +290,24 @@ func (e *JSONEndpoint) spec() wire.Spec {
 		TokenType:     path(e.TokenTypePath, "token_type"),
 		AccessCookie:  e.AccessCookieName,
 		RefreshCookie: e.RefreshCookieName,
+		Keep:          e.KeepExtra,
 	}
 }
 
-func (e *JSONEndpoint) httpClient() *http.Client { return e.defaults.get(e.HTTPClient, e.Logger) }
+// httpClient returns the client of the refresh call: HTTPClient, with Jar
+// if it has none, or the default client.
+func (e *JSONEndpoint) httpClient() (*http.Client, error) {
+	c := e.defaults.get(e.HTTPClient, e.Logger)
+	switch {
+	case e.Jar == nil || sameJar(c.Jar, e.Jar):
+		return c, nil
+	case c.Jar == nil:
+		withJar := *c
+		withJar.Jar = e.Jar
+		return &withJar, nil
+	}
+	return nil, wire.Misconfigured("JSONEndpoint.Jar and JSONEndpoint.HTTPClient.Jar are different cookie jars, so the refresh call would not see the session's cookies: leave HTTPClient.Jar nil, or set it to Jar")
+}
 
 // orDefault returns s, or def if s is empty.
 func orDefault(s, def string) string {
