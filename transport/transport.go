@@ -60,6 +60,7 @@ type Transport struct {
 	refreshWhen func(*http.Response) bool // nil: refreshOn and the challenges decide
 	replayLimit int64
 	log         *slog.Logger
+	observers   []Observer // see WithObserver
 
 	allowed      []allowed      // nil: every host; see WithAllowedHosts
 	insecureHTTP bool           // see WithInsecureHTTP
@@ -136,6 +137,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.baseRT().RoundTrip(req)
 	}
 	if err := checkScheme(req.URL, t.insecureHTTP); err != nil {
+		t.observeWithheld(req, WithheldInsecureHTTP)
 		closeBody(req)
 		return nil, err
 	}
@@ -157,6 +159,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 
+	status := resp.StatusCode
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: token rejected; refreshing",
 		slog.Int("status", resp.StatusCode), slog.String("method", req.Method), slog.String("host", req.URL.Host))
 	var body io.ReadCloser
@@ -171,26 +174,33 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if _, err := t.src.Refresh(ctx, tok); err != nil {
 			t.log.LogAttrs(ctx, slog.LevelWarn, "transport: refresh failed", slog.String("error", err.Error()))
 		}
+		t.observeRejected(req, status, ReplayNotReplayable)
 		return resp, nil
 	}
 	fresh, err := t.src.Refresh(ctx, tok)
 	if err == nil && fresh.AccessToken == tok.AccessToken {
 		closeReplay(body)
+		t.observeRejected(req, status, ReplayNoRefresh)
 		return resp, nil
 	}
 	drainClose(resp.Body)
 	if err != nil {
 		closeReplay(body)
+		t.observeRejected(req, status, ReplayNoRefresh)
 		return nil, err
 	}
 	if tee == nil {
 		if body, err = again(); err != nil {
+			t.observeRejected(req, status, ReplayNotReplayable)
 			return nil, fmt.Errorf("transport: get request body for replay: %w", err)
 		}
 	}
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: replaying with the refreshed token",
 		slog.String("method", req.Method), slog.String("host", req.URL.Host))
-	return t.baseRT().RoundTrip(t.authorize(req, fresh, body, size))
+	sent = t.authorize(req, fresh, body, size)
+	resp, err = t.baseRT().RoundTrip(sent)
+	t.observeReplay(req, status, sent, fresh, resp, err)
+	return resp, err
 }
 
 // closeReplay closes the body of a replay that will not be sent.
@@ -210,10 +220,12 @@ func (t *Transport) attaches(req *http.Request) bool {
 	case !redirectKeepsToken(req):
 		t.log.LogAttrs(req.Context(), slog.LevelDebug, "transport: redirected off the original host or to http; sending without a token",
 			slog.String("host", req.URL.Host))
+		t.observeWithheld(req, WithheldRedirect)
 		return false
 	case t.allowed != nil && !slices.ContainsFunc(t.allowed, func(a allowed) bool { return a.match(req.URL) }):
 		t.log.LogAttrs(req.Context(), slog.LevelDebug, "transport: host not in the allow-list; sending without a token",
 			slog.String("host", req.URL.Host))
+		t.observeWithheld(req, WithheldNotAllowed)
 		return false
 	}
 	return true
