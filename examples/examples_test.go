@@ -88,3 +88,8 @@ func TestOAuth2ExamplePersistsRotatedTokens(t *testing.T) {
 func TestRetryablehttpExampleRetriesAndRefreshesOnce(t *testing.T) {
 	assertMatch(t, runExample(t, build(t, "retryablehttp")), `status=200 retries=1 refreshes=1 failures=0$`)
 }
+
+func TestOtelExampleRecordsOneRefreshAndOneSessionOver(t *testing.T) {
+	assertMatch(t, runExample(t, build(t, "otel")),
+		` refreshes\{ok\}=1 `, ` refreshes\{session_over\}=1 `, ` sessions\.over=1 `, ` replays\{ok\}=[1-9]`, ` failures=0$`)
+}
