@@ -2,7 +2,6 @@ package otelrefresher_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -13,13 +12,16 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/oauth2"
 
 	"github.com/autorefresh/autorefresh/refresher"
@@ -513,13 +515,33 @@ func assertNoTokens(t *testing.T, h *harness) {
 	}
 }
 
-func TestNewWithoutOptionsUsesGlobalProviders(t *testing.T) {
+func TestNewWithoutOptionsRecordsToTheGlobalProviders(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	otel.SetMeterProvider(mp)
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() {
+		otel.SetMeterProvider(metricnoop.NewMeterProvider())
+		otel.SetTracerProvider(tracenoop.NewTracerProvider())
+		mp.Shutdown(context.Background())
+		tp.Shutdown(context.Background())
+	})
+
 	obs := otelrefresher.New()
-	ctx := obs.RefreshStarted(context.Background(), refresher.RefreshStart{})
-	obs.RefreshEnded(ctx, refresher.RefreshEvent{Outcome: refresher.OutcomeTransient, Err: errors.New("boom")})
-	obs.LockAcquired(ctx, time.Millisecond)
+	ctx := obs.RefreshStarted(context.Background(), refresher.RefreshStart{Background: true})
 	obs.LeaseLost(ctx)
-	obs.SessionOver(ctx, refresher.ErrReauthRequired)
-	obs.TokenRejected(ctx, transport.RejectionEvent{Outcome: transport.ReplayOK})
-	obs.TokenWithheld(ctx, transport.WithheldEvent{Reason: transport.WithheldRedirect, Host: "example.com:443"})
+	obs.RefreshEnded(ctx, refresher.RefreshEvent{Outcome: refresher.OutcomeTransient, Background: true, Err: refresher.ErrLeaseLost})
+
+	h := &harness{reader: reader, spans: rec}
+	ms := h.metrics(t)
+	assert.Equal(t, map[string]int64{"transient": 1}, counts(t, ms, "autorefresh.refreshes", "outcome"))
+	assert.Equal(t, map[string]int64{"": 1}, counts(t, ms, "autorefresh.lease.lost", ""))
+	spans := refreshSpans(h)
+	require.Len(t, spans, 1)
+	assert.Equal(t, codes.Error, spans[0].Status().Code)
+	assert.Equal(t, refresher.ErrLeaseLost.Error(), spans[0].Status().Description)
+	assert.Equal(t, true, attrs(spans[0].Attributes())["autorefresh.background"])
+	assert.Empty(t, spans[0].Links(), "no request span to link to")
 }
