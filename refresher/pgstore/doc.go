@@ -27,6 +27,12 @@
 // of the token the refresh started from, so it is atomic however many
 // processes write.
 //
+// With [WithEncryption], the record is sealed with AES-256-GCM under the
+// keyring's primary key and bound to the table and the account key; the
+// fingerprint stays in the clear, so the compare-and-swap is unchanged. A
+// record stored in the clear before encryption was turned on is read, and
+// sealed by the next save.
+//
 // # The lock
 //
 // The lock of an account is a session-level advisory lock

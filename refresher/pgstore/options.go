@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/autorefresh/autorefresh/refresher"
 )
 
 // Defaults of a [Store].
@@ -22,6 +24,7 @@ type Option func(*config)
 type config struct {
 	table   pgx.Identifier
 	maxPoll time.Duration
+	keys    *refresher.Keyring
 }
 
 func newConfig(opts []Option) config {

@@ -45,6 +45,7 @@ type Store struct {
 	lockID  int64  // the advisory lock of this table and key
 	maxPoll time.Duration
 	sql     statements
+	keys    *refresher.Keyring // seals the records; nil: kept in the clear
 
 	sem chan struct{} // holds a value while a caller of Lock holds the lock
 
@@ -76,6 +77,7 @@ func New(pool *pgxpool.Pool, key string, opts ...Option) *Store {
 		table:   table,
 		lockID:  hash64("lock", table, key),
 		maxPoll: c.maxPoll,
+		keys:    c.keys,
 		sem:     make(chan struct{}, 1),
 		sql: statements{
 			load: `SELECT record FROM ` + table + ` WHERE key = $1`,
@@ -155,11 +157,7 @@ func (s *Store) Load(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: load token of key %q: %w", s.key, err)
 	}
-	t, err := decodeRecord(rec)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: the row of key %q does not hold a token: %w", s.key, err)
-	}
-	return t, nil
+	return s.decodeRecord(rec)
 }
 
 // Save replaces the account's token with t, creating the row if there is
@@ -167,7 +165,7 @@ func (s *Store) Load(ctx context.Context) (*oauth2.Token, error) {
 // it lost the lock, since the token is then the only one the server still
 // accepts. A refresh saves with [Store.CompareAndSwap] instead.
 func (s *Store) Save(ctx context.Context, t *oauth2.Token) error {
-	rec, err := encodeRecord(t)
+	rec, err := s.encodeRecord(t)
 	if err != nil {
 		return fmt.Errorf("pgstore: save token: %w", err)
 	}
@@ -187,7 +185,7 @@ func (s *Store) Save(ctx context.Context, t *oauth2.Token) error {
 // whether it wrote the row. The check and the write are one statement, so
 // they are atomic with respect to every other writer, in every process.
 func (s *Store) CompareAndSwap(ctx context.Context, prev, next *oauth2.Token) (bool, error) {
-	rec, err := encodeRecord(next)
+	rec, err := s.encodeRecord(next)
 	if err != nil {
 		return false, fmt.Errorf("pgstore: save token: %w", err)
 	}
@@ -207,18 +205,27 @@ func (s *Store) CompareAndSwap(ctx context.Context, prev, next *oauth2.Token) (b
 	return tag.RowsAffected() == 1, nil
 }
 
-// encodeRecord returns the bytes stored for t. It is the one place that
-// decides what a row's record holds.
-func encodeRecord(t *oauth2.Token) ([]byte, error) {
-	return tokenjson.Encode(t)
+// encodeRecord returns the bytes stored for t, sealed if the Store
+// encrypts. It is the one place that decides what a row's record holds.
+func (s *Store) encodeRecord(t *oauth2.Token) ([]byte, error) {
+	rec, err := tokenjson.Encode(t)
+	if err != nil {
+		return nil, err
+	}
+	return s.seal(rec)
 }
 
-// decodeRecord returns the token that rec, written by encodeRecord, holds.
-// Its error quotes nothing of rec.
-func decodeRecord(rec []byte) (*oauth2.Token, error) {
+// decodeRecord returns the token that rec, written by encodeRecord or in
+// the clear before encryption was turned on, holds. Its error quotes
+// nothing of rec.
+func (s *Store) decodeRecord(rec []byte) (*oauth2.Token, error) {
+	rec, err := s.open(rec)
+	if err != nil {
+		return nil, err
+	}
 	t, why := tokenjson.Decode(rec)
 	if why != "" {
-		return nil, errors.New(why)
+		return nil, fmt.Errorf("pgstore: the row of key %q does not hold a token: %s", s.key, why)
 	}
 	return t, nil
 }
