@@ -11,15 +11,21 @@ import "net/http"
 // before calling RoundTrip: without it, a replay would carry the access
 // token cookie that was just rejected, not the one the refresh set.
 //
-// Use the same jar in the http.Client and in the refresh endpoint's client,
-// so that the refresh call sends the refresh token cookie and keeps the new
-// cookies of its answer:
+// It is rarely needed: name the jar once, as the refresh endpoint's, and
+// [New] follows it (a Source that reports its refresh call's jar, as
+// [*refresher.Source] does, makes a cookie session in that jar), while
+// [NewClient] also sets it as the client's Jar:
 //
 //	jar, _ := cookiejar.New(nil)
-//	ep := refresher.SeedEndpoint(baseURL)
-//	ep.HTTPClient = refresher.NewHTTPClient(refresher.ClientConfig{Jar: jar})
-//	client := transport.NewClient(refresher.NewSource(ep, refresher.WithToken(tok)), transport.WithCookieJar(jar))
-//	client.Jar = jar
+//	ep := refresher.ExpressEndpoint(baseURL)
+//	ep.Jar = jar // the refresh call, the Transport and the client all use it
+//	client := transport.NewClient(refresher.NewSource(ep, refresher.WithToken(tok)))
+//
+// WithCookieJar remains for a Source of one's own that does not report its
+// jar. Given with a Source that reports another jar, or none, the Transport
+// fails every request with [ErrJarMismatch] or [ErrRefreshJarMissing]: a
+// refresh that cannot update the jar would rotate the refresh token on
+// every request and heal none.
 func WithCookieJar(jar http.CookieJar) Option {
 	return func(t *Transport) { t.jar = jar }
 }

@@ -18,7 +18,7 @@ type Option func(*Transport)
 // WithBase sets the RoundTripper that sends the requests. If nil,
 // [net/http.DefaultTransport] is used.
 func WithBase(rt http.RoundTripper) Option {
-	return func(t *Transport) { t.base = rt }
+	return func(t *Transport) { t.Base = rt }
 }
 
 // WithRefreshOn sets the response status codes that trigger a refresh and a

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/autorefresh/autorefresh/internal/wire/challenge"
@@ -52,10 +53,22 @@ type Source interface {
 // rejects the token (a full-duplex stream), is not replayed: the token is
 // refreshed for the next request and the answer returned as it is.
 //
-// A Transport is safe for concurrent use by multiple goroutines.
+// A Transport is safe for concurrent use by multiple goroutines. Make one
+// with [New]; a Transport written as a literal, as x/oauth2 users do
+// (&transport.Transport{Source: src, Base: base}), behaves like
+// New(src, WithBase(base)) with its fields as they are at its first
+// request. The zero Transport fails its requests with [ErrNilSource].
 type Transport struct {
-	src         Source
-	base        http.RoundTripper
+	// Source gives the tokens. It must not be nil.
+	Source Source
+	// Base sends the requests. If nil, [http.DefaultTransport] is used.
+	Base http.RoundTripper
+
+	made    bool       // by New; otherwise the literal's requests go to literal
+	once    sync.Once  // guards literal
+	literal *Transport // New(Source, WithBase(Base)), for a Transport not made by New
+	misuse  error      // a miswiring found by New, returned by every request
+
 	refreshOn   []int
 	refreshWhen func(*http.Response) bool // nil: refreshOn and the challenges decide
 	replayLimit int64
@@ -96,7 +109,8 @@ func New(src Source, opts ...Option) *Transport {
 		panic("transport: New called with a nil Source")
 	}
 	t := &Transport{
-		src:         src,
+		Source:      src,
+		made:        true,
 		refreshOn:   []int{http.StatusUnauthorized},
 		replayLimit: DefaultReplayLimit,
 	}
@@ -106,17 +120,21 @@ func New(src Source, opts ...Option) *Transport {
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
+	t.misuse = t.wireJar()
 	return t
 }
 
 // NewClient returns an [http.Client] whose Transport is New(src, opts...).
+// In a cookie session (see [WithCookieJar]), the client's Jar is the
+// session's jar.
 func NewClient(src Source, opts ...Option) *http.Client {
-	return &http.Client{Transport: New(src, opts...)}
+	t := New(src, opts...)
+	return &http.Client{Transport: t, Jar: t.jar}
 }
 
 func (t *Transport) baseRT() http.RoundTripper {
-	if t.base != nil {
-		return t.base
+	if t.Base != nil {
+		return t.Base
 	}
 	return http.DefaultTransport
 }
@@ -132,6 +150,18 @@ func (t *Transport) CloseIdleConnections() {
 
 // RoundTrip implements [http.RoundTripper].
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.made {
+		if t.Source == nil {
+			closeBody(req)
+			return nil, ErrNilSource
+		}
+		t.once.Do(func() { t.literal = New(t.Source, WithBase(t.Base)) })
+		return t.literal.RoundTrip(req)
+	}
+	if t.misuse != nil {
+		closeBody(req)
+		return nil, t.misuse
+	}
 	ctx := req.Context()
 	if !t.attaches(req) {
 		return t.baseRT().RoundTrip(req)
@@ -141,7 +171,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	tok, err := t.src.Token(ctx)
+	tok, err := t.Source.Token(ctx)
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -171,13 +201,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !replayable {
 		// The body is gone, or still streaming: refresh for the next
 		// request and return the answer as it is.
-		if _, err := t.src.Refresh(ctx, tok); err != nil {
+		if _, err := t.Source.Refresh(ctx, tok); err != nil {
 			t.log.LogAttrs(ctx, slog.LevelWarn, "transport: refresh failed", slog.String("error", err.Error()))
 		}
 		t.observeRejected(req, status, ReplayNotReplayable)
 		return resp, nil
 	}
-	fresh, err := t.src.Refresh(ctx, tok)
+	fresh, err := t.Source.Refresh(ctx, tok)
 	if err == nil && fresh.AccessToken == tok.AccessToken {
 		closeReplay(body)
 		t.observeRejected(req, status, ReplayNoRefresh)
