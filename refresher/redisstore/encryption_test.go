@@ -113,7 +113,7 @@ func TestRealRedisEncryptedStoreKeepsNoTokenAtRest(t *testing.T) {
 	assert.Equal(t, "k1", recordKeyID(t, rc, testKey))
 }
 
-func TestRealRedisKeyRotationThroughTheStore(t *testing.T) {
+func TestRealRedisEncryptionKeyRotationThroughTheStore(t *testing.T) {
 	ctx := t.Context()
 	rc := newClient(t, startRedisServer(t))
 	k1, k2 := encKey("2026-01", 1), encKey("2026-07", 2)
@@ -169,7 +169,7 @@ func TestRealRedisRecordCopiedToAnotherAccountDoesNotOpen(t *testing.T) {
 	storetest.AssertSameToken(t, storetest.Token(1), got)
 }
 
-func TestRealRedisWrongOrMissingKeyIsAClearError(t *testing.T) {
+func TestRealRedisWrongOrMissingEncryptionKeyIsAClearError(t *testing.T) {
 	ctx := t.Context()
 	rc := newClient(t, startRedisServer(t))
 	right, wrong := encKey("k1", 1), encKey("k1", 9) // same id, other bytes
