@@ -33,6 +33,12 @@ type OAuth2Endpoint struct {
 	// endpoint (Endpoint.TokenURL, Endpoint.AuthStyle).
 	Config *oauth2.Config
 
+	// KeepExtra names the fields of the answer, besides the tokens, that
+	// the returned token keeps for [oauth2.Token.Extra], such as
+	// "id_token" or "scope". The others are dropped, so that a session
+	// does not hold the whole decoded answer.
+	KeepExtra []string
+
 	// HTTPClient sends the refresh request. If nil, a client from
 	// [NewHTTPClient] with the default [ClientConfig] and Logger is used.
 	// It must not be a client that adds tokens itself, such as one from
@@ -107,7 +113,7 @@ func (e *OAuth2Endpoint) exchange(ctx context.Context, current *oauth2.Token, st
 	if err != nil {
 		return nil, refreshError(wire.Fail(wire.Misconfigured("OAuth2Endpoint.Config.Endpoint.TokenURL " + err.Error())))
 	}
-	tok, note, f := wire.Exchange(e.httpClient(), req, wire.OAuthSpec, secrets)
+	tok, note, f := wire.Exchange(e.httpClient(), req, e.spec(), secrets)
 	if f != nil {
 		return nil, refreshError(f)
 	}
@@ -116,6 +122,13 @@ func (e *OAuth2Endpoint) exchange(ctx context.Context, current *oauth2.Token, st
 		tok.RefreshToken = current.RefreshToken
 	}
 	return tok, nil
+}
+
+// spec is the answer of RFC 6749 §5.1, with the extra fields e keeps.
+func (e *OAuth2Endpoint) spec() wire.Spec {
+	s := wire.OAuthSpec
+	s.Keep = e.KeepExtra
+	return s
 }
 
 func (e *OAuth2Endpoint) httpClient() *http.Client { return e.defaults.get(e.HTTPClient, e.Logger) }

@@ -166,7 +166,7 @@ func TestOAuth2EndpointReadsFormEncodedAnswers(t *testing.T) {
 
 func TestOAuth2EndpointExposesExtraFields(t *testing.T) {
 	srv := newAnswerServer(t, jsonAnswer(200, `{"access_token":"SECRET-A1","scope":"read write","id_token":"x"}`))
-	tok, err := endpointKinds[1].new(srv.URL).Refresh(context.Background(), staleToken())
+	tok, err := newOAuth2Endpoint(srv.URL, "scope").Refresh(context.Background(), staleToken())
 	require.NoError(t, err)
 	assert.Equal(t, "read write", tok.Extra("scope"))
 }

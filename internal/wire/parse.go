@@ -23,6 +23,10 @@ import (
 type Spec struct {
 	Access, Refresh, ExpiresIn, TokenType string
 	AccessCookie, RefreshCookie           string
+
+	// Keep names the fields of the answer, besides the tokens, that the
+	// token keeps (see [oauth2.Token.Extra]); the others are dropped.
+	Keep []string
 }
 
 // OAuthSpec is the answer of RFC 6749 §5.1.
@@ -140,10 +144,42 @@ func Parse(spec Spec, a Answer, secrets *Secrets, now time.Time) (tok *oauth2.To
 		}
 	}
 	tok.Expiry, tok.ExpiresIn, note = InferExpiry(now, expiresIn, tok.AccessToken, a.Header.Get("Date"))
-	if extra != nil {
-		tok = tok.WithExtra(extra)
+	if k := kept(extra, spec.Keep); k != nil {
+		tok = tok.WithExtra(k)
 	}
 	return tok, note, nil
+}
+
+// kept returns the top-level fields of extra (a JSON object or a form)
+// named in names, in extra's own form, or nil if there are none: a token
+// holds only the fields its caller asked for, not the whole answer.
+func kept(extra any, names []string) any {
+	if len(names) == 0 {
+		return nil
+	}
+	switch x := extra.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(names))
+		for _, n := range names {
+			if v, ok := x[n]; ok {
+				m[n] = v
+			}
+		}
+		if len(m) > 0 {
+			return m
+		}
+	case url.Values:
+		v := make(url.Values, len(names))
+		for _, n := range names {
+			if vs, ok := x[n]; ok {
+				v[n] = vs
+			}
+		}
+		if len(v) > 0 {
+			return v
+		}
+	}
+	return nil
 }
 
 // junk are the values that servers and front ends write where a token
