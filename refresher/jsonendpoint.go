@@ -91,6 +91,12 @@ type JSONEndpoint struct {
 	// JSON answer takes precedence over its cookie.
 	AccessCookieName, RefreshCookieName string
 
+	// KeepExtra names the fields of the JSON answer (top-level keys),
+	// besides the tokens, that the returned token keeps for
+	// [oauth2.Token.Extra], such as "data" or "user". The others are
+	// dropped, so that a session does not hold the whole decoded answer.
+	KeepExtra []string
+
 	// Header holds extra headers sent with every refresh request, such as
 	// an API key or an Origin.
 	Header http.Header
@@ -284,6 +290,7 @@ func (e *JSONEndpoint) spec() wire.Spec {
 		TokenType:     path(e.TokenTypePath, "token_type"),
 		AccessCookie:  e.AccessCookieName,
 		RefreshCookie: e.RefreshCookieName,
+		Keep:          e.KeepExtra,
 	}
 }
 
