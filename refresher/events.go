@@ -22,8 +22,8 @@ import (
 
 // emit reports a committed refresh to the Observers.
 func (s *Source) emit(ctx context.Context, c *call, out outcome, err error, ended bool, waiters int, d time.Duration) {
-	if len(s.observers) == 0 || out.kind == kindSaved || out.kind == kindOver && c.over != nil && !ended {
-		return // a save, or a look at the Store of a session that stays over: no refresh
+	if len(s.observers) == 0 || !c.observed() || out.kind == kindSuperseded {
+		return // a save, a look at the Store of a session that is over, or a refresh superseded by SetToken or Logout
 	}
 	ev := RefreshEvent{
 		Kind:       eventKind(out.kind),

@@ -19,8 +19,10 @@ type Observer interface {
 	// context it returns becomes the refresh's context: a tracer can start
 	// a span there, linked to the caller's.
 	RefreshStarted(ctx context.Context, ev RefreshStart) context.Context
-	// RefreshEnded is called once per refresh, after its outcome was
-	// committed and before the callers waiting for it are released.
+	// RefreshEnded is called once per refresh whose start was reported,
+	// after its outcome was committed and before the callers waiting for it
+	// are released. A refresh superseded by [Source.SetToken] or
+	// [Source.Logout] ends without an event.
 	RefreshEnded(ctx context.Context, ev RefreshEvent)
 	// LockAcquired is called when a refresh took the Store's lock, after
 	// waiting for it for wait.
@@ -94,7 +96,7 @@ type RefreshEvent struct {
 	Duration   time.Duration // from start to commit, lock wait included
 	Waiters    int           // callers that waited for this refresh (0 for a background refresh nobody waited for)
 	Background bool          // started while the token was still valid
-	StatusCode int           // the refresh endpoint's HTTP status, 0 if none
+	StatusCode int           // the refresh endpoint's HTTP status when it failed, 0 otherwise
 	Err        error         // nil on success; never holds a token
 }
 

@@ -333,6 +333,13 @@ type tokenSource struct{ s *Source }
 
 func (ts tokenSource) Token() (*oauth2.Token, error) { return ts.s.Token(context.Background()) }
 
+// observed reports whether c is a refresh that Observers see start and end:
+// not a flight that only saves an unsaved token, nor one that only looks at
+// the Store of a session that is over.
+func (c *call) observed() bool {
+	return !(c.from != nil && c.from.unsaved) && c.over == nil
+}
+
 // The refresh path. run decides the outcome of one refresh on its own
 // goroutine without touching shared state, then commits it in one step.
 
@@ -364,8 +371,10 @@ const (
 // flight is always cleared and its callers always released.
 func (s *Source) run(trigger context.Context, c *call) {
 	ctx := trigger
-	for _, o := range s.observers {
-		ctx = s.observeStart(ctx, o, c)
+	if c.observed() {
+		for _, o := range s.observers {
+			ctx = s.observeStart(ctx, o, c)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
