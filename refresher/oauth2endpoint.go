@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/autorefresh/autorefresh/internal/wire"
+	"github.com/autorefresh/autorefresh/transport/dpop"
 	"golang.org/x/oauth2"
 )
 
@@ -50,6 +51,16 @@ type OAuth2Endpoint struct {
 	// (once per endpoint) and, with the default HTTPClient, the retries.
 	// If nil, nothing is logged. Nothing logged contains a token.
 	Logger *slog.Logger
+
+	// DPoP, if not nil, binds the tokens to its key (RFC 9449): every
+	// attempt of a refresh carries a fresh proof, every answer's nonce is
+	// remembered, and an answer use_dpop_nonce is followed by one more
+	// request with the server's nonce (the one retry of a refresh that is
+	// safe: the server did not process the first). The returned token keeps
+	// the answer's token_type, DPoP: give the same Prover to
+	// transport.WithDPoP. The refresh token is bound to the key, so the key
+	// must outlive it: see [dpop.Prover.MarshalKey] and SECURITY.md.
+	DPoP *dpop.Prover
 
 	defaults defaultClient
 	style    atomic.Int32 // the AuthStyle found by auto-detection; 0 until known
@@ -113,7 +124,7 @@ func (e *OAuth2Endpoint) exchange(ctx context.Context, current *oauth2.Token, st
 	if err != nil {
 		return nil, refreshError(wire.Fail(wire.Misconfigured("OAuth2Endpoint.Config.Endpoint.TokenURL " + err.Error())))
 	}
-	tok, note, f := wire.Exchange(e.httpClient(), req, e.spec(), secrets)
+	tok, note, f := wire.ExchangeDPoP(e.httpClient(), req, e.spec(), secrets, e.DPoP)
 	if f != nil {
 		return nil, refreshError(f)
 	}

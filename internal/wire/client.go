@@ -198,9 +198,10 @@ func (t *retryTransport) backoff(lo, hi time.Duration, attempt int, resp *http.R
 
 // attemptTransport sends one attempt of a refresh call: it runs the fence
 // check right before the request is written (an attempt whose lock was lost
-// is not sent), then reads the answer's body completely, up to a limit, so
-// that a body too long fails clearly and a body cut short is known before
-// the retry policy sees the answer.
+// is not sent), adds a fresh DPoP proof when the request's context holds a
+// Prover (see Exchange) and shows it the answer, then reads the answer's
+// body completely, up to a limit, so that a body too long fails clearly and
+// a body cut short is known before the retry policy sees the answer.
 type attemptTransport struct {
 	base  http.RoundTripper
 	limit int64 // 0: the body is not read here
@@ -213,7 +214,21 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		return nil, &fenceError{err}
 	}
+	p := proverFrom(req.Context())
+	if p != nil {
+		r, err := withProof(req, p)
+		if err != nil {
+			if req.Body != nil {
+				req.Body.Close()
+			}
+			return nil, err
+		}
+		req = r
+	}
 	resp, err := t.base.RoundTrip(req)
+	if p != nil {
+		observe(p, req, resp)
+	}
 	if err != nil || t.limit == 0 {
 		return resp, err
 	}

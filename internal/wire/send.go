@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autorefresh/autorefresh/transport/dpop"
 	"golang.org/x/oauth2"
 )
 
@@ -21,6 +22,17 @@ import (
 //
 // The returned token lacks a refresh token when the answer held none.
 func Exchange(client *http.Client, req *http.Request, spec Spec, secrets *Secrets) (tok *oauth2.Token, note string, f *Failure) {
+	return ExchangeDPoP(client, req, spec, secrets, nil)
+}
+
+// ExchangeDPoP is Exchange with DPoP (RFC 9449), when p is not nil: each
+// attempt (each retry of the client too) carries a fresh proof, every
+// answer is shown to p, and an answer use_dpop_nonce ([dpop.IsNonceError])
+// is followed by one more request, with a proof carrying the server's
+// nonce: the server did not process the first, so even a rotating refresh
+// token is safe to present again. A second use_dpop_nonce is returned as
+// the failure it is.
+func ExchangeDPoP(client *http.Client, req *http.Request, spec Spec, secrets *Secrets, p *dpop.Prover) (tok *oauth2.Token, note string, f *Failure) {
 	if secrets == nil {
 		secrets = NewSecrets()
 	}
@@ -32,8 +44,22 @@ func Exchange(client *http.Client, req *http.Request, spec Spec, secrets *Secret
 	for _, c := range cookies {
 		secrets.Add(c.Value)
 	}
+	if p != nil {
+		req = req.WithContext(withProver(req.Context(), p))
+	}
 	resp, err := fenced(client).Do(req)
 	if err != nil {
+		return nil, "", classifyTransport(err, secrets)
+	}
+	tok, note, f = ParseResponse(resp, spec, secrets)
+	if f == nil || p == nil || !dpop.IsNonceError(f.StatusCode, resp.Header, f.Code) {
+		return tok, note, f
+	}
+	retry, ok := nonceRetry(req)
+	if !ok {
+		return nil, "", f
+	}
+	if resp, err = fenced(client).Do(retry); err != nil {
 		return nil, "", classifyTransport(err, secrets)
 	}
 	return ParseResponse(resp, spec, secrets)
