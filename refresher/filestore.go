@@ -73,6 +73,13 @@ const (
 // directory and lock file on its own, as on first use. Files the lock uses
 // must belong to the current user.
 //
+// # Encryption
+//
+// With [WithFileEncryption], the file holds the token sealed with
+// AES-256-GCM under a [Keyring]'s primary key, bound to the file's path;
+// a file written in the clear before is read, and sealed by the next save.
+// Mode 0600 still applies.
+//
 // Only the token's AccessToken, TokenType, RefreshToken and Expiry are
 // stored; extra fields such as an ID token are not.
 //
@@ -89,6 +96,9 @@ type FileStore struct {
 	// write writes the encoded token to the temporary file. Tests replace
 	// it to interrupt a save half-way.
 	write func(f *os.File, data []byte) error
+
+	keys    *Keyring // seals the token; nil: kept in the clear
+	binding []byte   // what a sealed token is bound to: see fileBinding
 }
 
 var (
@@ -96,14 +106,22 @@ var (
 	_ CompareAndSwapper = (*FileStore)(nil)
 )
 
-// NewFileStore returns a FileStore that keeps the token in the file at path.
-// Nothing is read or created until the first call.
-func NewFileStore(path string) *FileStore {
-	return &FileStore{
+// NewFileStore returns a FileStore that keeps the token in the file at path,
+// configured by opts, such as [WithFileEncryption]. Nothing is read or
+// created until the first call.
+func NewFileStore(path string, opts ...FileStoreOption) *FileStore {
+	s := &FileStore{
 		path:  path,
 		sem:   make(chan struct{}, 1),
 		write: writeAll,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.keys != nil {
+		s.binding = fileBinding(path)
+	}
+	return s
 }
 
 func writeAll(f *os.File, data []byte) error {
@@ -121,11 +139,12 @@ func (s *FileStore) Load(ctx context.Context) (*oauth2.Token, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return readTokenFile(s.path)
+	return s.readTokenFile()
 }
 
-// readTokenFile reads the token file at path; see [FileStore.Load].
-func readTokenFile(path string) (*oauth2.Token, error) {
+// readTokenFile reads the token file; see [FileStore.Load].
+func (s *FileStore) readTokenFile() (*oauth2.Token, error) {
+	path := s.path
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -149,9 +168,12 @@ func readTokenFile(path string) (*oauth2.Token, error) {
 	if err := checkOwner("token file", path, fi); err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(f, tokenjson.MaxSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("refresher: read token file: %w", err)
+	}
+	if data, err = s.open(data); err != nil {
+		return nil, err
 	}
 	t, why := tokenjson.Decode(data)
 	if why != "" {
@@ -174,15 +196,19 @@ func checkOwner(what, path string, fi fs.FileInfo) error {
 	return nil
 }
 
-// encodeTokenFile returns the contents of a token file holding t: indented
-// and ending with a newline, for people who read it.
-func encodeTokenFile(t *oauth2.Token) ([]byte, error) {
+// encodeTokenFile returns the contents of a token file holding t: sealed
+// if the store encrypts, else indented; ending with a newline, for people
+// who read it.
+func (s *FileStore) encodeTokenFile(t *oauth2.Token) ([]byte, error) {
 	if t == nil || t.AccessToken == "" {
 		return nil, errors.New("the token has no access token")
 	}
 	compact, err := tokenjson.Encode(t)
 	if err != nil {
 		return nil, err
+	}
+	if s.keys != nil {
+		return s.seal(compact)
 	}
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, compact, "", "  "); err != nil {
@@ -197,7 +223,7 @@ func (s *FileStore) Save(ctx context.Context, t *oauth2.Token) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	data, err := encodeTokenFile(t)
+	data, err := s.encodeTokenFile(t)
 	if err != nil {
 		return fmt.Errorf("refresher: save token file: %w", err)
 	}
@@ -230,7 +256,7 @@ func (s *FileStore) CompareAndSwap(ctx context.Context, prev, next *oauth2.Token
 	var data []byte
 	if next != nil {
 		var err error
-		if data, err = encodeTokenFile(next); err != nil {
+		if data, err = s.encodeTokenFile(next); err != nil {
 			return false, fmt.Errorf("refresher: save token file: %w", err)
 		}
 	}
@@ -247,7 +273,7 @@ func (s *FileStore) CompareAndSwap(ctx context.Context, prev, next *oauth2.Token
 		return false, err
 	}
 	defer unlock()
-	cur, err := readTokenFile(s.path)
+	cur, err := s.readTokenFile()
 	if err != nil {
 		return false, err
 	}
