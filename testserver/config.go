@@ -85,6 +85,23 @@ type Config struct {
 	// default) leaves the control API open, as suits a server on loopback.
 	AdminToken string
 
+	// DPoP requires DPoP proofs (RFC 9449) on the OAuth2 API: every token
+	// request must carry a valid proof (signature, typ, alg, htm, htu, iat
+	// within a minute, a jti never seen, the server's current nonce), the
+	// tokens it issues are bound to the proof's key (token_type DPoP, the
+	// access token's cnf.jkt, the refresh token family's key), a bound
+	// refresh token presented with another key is refused (invalid_grant),
+	// and a bound access token is accepted only with the DPoP scheme and a
+	// proof of its key that hashes it (ath). Every answer of the token
+	// endpoint and of the resources carries the nonce (DPoP-Nonce); a proof
+	// without it, or with a stale one, is answered use_dpop_nonce (400 at
+	// the token endpoint, 401 at the resources). The nonce rotates every 5
+	// minutes of the server's clock, and on [Server.ExpireDPoPNonces]. A
+	// family issued without a proof (by [Server.IssueToken]) is bound by
+	// its first refresh with one. Unbound tokens stay bearer tokens, and the
+	// Express API is unchanged.
+	DPoP bool
+
 	// MaxBodyBytes caps every request body; a larger body is answered with
 	// 413. Zero means [DefaultMaxBodyBytes] (64 KiB); a negative value
 	// removes the cap.

@@ -208,7 +208,7 @@ func (s *Server) handleExpressRefresh(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, "Unauthorized request")
 		return
 	}
-	sess, err := s.rotate(rt, "", "")
+	sess, err := s.rotate(rt, "", "", "")
 	if err != nil {
 		msg := "Refresh token is expired or used"
 		if errors.Is(err, errUnknownRefresh) {

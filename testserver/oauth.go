@@ -40,6 +40,7 @@ func (e *oauthError) write(w http.ResponseWriter) {
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
+	s.setDPoPNonce(w)
 	if e := s.parseOAuthForm(w, r); e != nil {
 		e.write(w)
 		return
@@ -129,6 +130,11 @@ func (s *Server) authenticateClient(r *http.Request) (string, *oauthError) {
 
 // passwordGrant answers grant_type=password (RFC 6749 §4.3).
 func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request) {
+	jkt, e := s.tokenProof(w, r)
+	if e != nil {
+		e.write(w)
+		return
+	}
 	client, e := s.authenticateClient(r)
 	if e != nil {
 		e.write(w)
@@ -145,6 +151,10 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := s.login(user, joinScopes([]string{f.Get("scope")}), client)
+	if jkt != "" {
+		s.store.bind(sess.sid, jkt)
+		sess.jkt = jkt
+	}
 	s.writeTokenResponse(w, sess)
 }
 
@@ -166,6 +176,11 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 		fail(&oauthError{status: fl.status, code: injectedCode(fl.status), desc: "injected failure"})
 		return
 	}
+	jkt, e := s.tokenProof(w, r)
+	if e != nil {
+		fail(e)
+		return
+	}
 	client, e := s.authenticateClient(r)
 	if e != nil {
 		fail(e)
@@ -176,7 +191,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request) {
 		fail(&oauthError{status: http.StatusBadRequest, code: "invalid_request", desc: "missing refresh_token"})
 		return
 	}
-	sess, err := s.rotate(rt, client, joinScopes([]string{r.PostForm.Get("scope")}))
+	sess, err := s.rotate(rt, client, joinScopes([]string{r.PostForm.Get("scope")}), jkt)
 	if err != nil {
 		var ge *grantError
 		errors.As(err, &ge)
@@ -205,10 +220,14 @@ func injectedCode(status int) string {
 
 // writeTokenResponse mints an access token for sess and answers §5.1.
 func (s *Server) writeTokenResponse(w http.ResponseWriter, sess session) {
-	access, _ := s.mintAccess(sess.user, sess.scope, sess.sid)
+	access, _ := s.mintBoundAccess(sess.user, sess.scope, sess.sid, sess.jkt)
+	tokenType := "Bearer"
+	if sess.jkt != "" {
+		tokenType = "DPoP"
+	}
 	writeJSON(w, http.StatusOK, tokenResponse{
 		AccessToken:  access,
-		TokenType:    "Bearer",
+		TokenType:    tokenType,
 		ExpiresIn:    int64(s.cfg.AccessTTL / time.Second),
 		RefreshToken: sess.refresh,
 		Scope:        sess.scope,

@@ -44,10 +44,22 @@ func (s *Server) accessToken(r *http.Request, cookieFirst bool) (*AccessClaims, 
 // if scope is not empty, that it grants scope. On failure it answers 401 or
 // 403 with the RFC 6750 challenge and returns nil.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, scope string) *AccessClaims {
+	if s.dpop != nil {
+		s.setDPoPNonce(w)
+		if usesDPoPScheme(r) {
+			return s.authorizeDPoP(w, r, scope) // dpopserver.go
+		}
+	}
 	c, err := s.accessToken(r, false)
+	if err == nil && c.Confirmation != nil {
+		err = errBoundAsBearer
+	}
 	switch {
 	case errors.Is(err, errNoToken):
 		w.Header().Set("WWW-Authenticate", challengeMissing)
+		if s.dpop != nil {
+			w.Header().Add("WWW-Authenticate", dpopChallengeMissing())
+		}
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized", "error_description": "an access token is required"})
 		return nil
 	case err != nil:

@@ -80,6 +80,7 @@ type Server struct {
 	revokedMu  sync.Mutex    // guards revokedJTI
 	revokedJTI map[string]struct{}
 
+	dpop     *dpopVerifier // nil unless Config.DPoP; one for the whole origin
 	faults   faults
 	counters counters
 	reqLog   requestLog
@@ -110,6 +111,9 @@ func New(cfg Config) *Server {
 		revokedJTI: make(map[string]struct{}),
 	}
 	s.store.emit = s.emit
+	if cfg.DPoP {
+		s.dpop = newDPoPVerifier(s.clock.Now, dpopSettings{})
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(PathToken, s.handleToken)
 	mux.HandleFunc(PathRevoke, s.handleRevoke)
@@ -284,8 +288,9 @@ func (s *Server) login(user, scope, client string) session {
 }
 
 // rotate exchanges a refresh token, counting the outcome.
-func (s *Server) rotate(tok, client, scope string) (session, error) {
-	sess, err := s.store.rotate(tok, client, scope, s.clock.Now(), lifetimes{
+// jkt is the thumbprint of the request's DPoP key, "" without a proof.
+func (s *Server) rotate(tok, client, scope, jkt string) (session, error) {
+	sess, err := s.store.rotate(tok, client, scope, jkt, s.clock.Now(), lifetimes{
 		idle:     s.cfg.RefreshIdle,
 		absolute: s.cfg.RefreshAbsolute,
 		grace:    s.cfg.ReuseGrace,

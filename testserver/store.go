@@ -21,6 +21,7 @@ type family struct {
 	current *refreshRecord // the only token that rotates normally
 	tokens  int            // refresh tokens issued in the family
 	revoked string         // why the family was revoked; "" while it lives
+	jkt     string         // thumbprint of the DPoP key the family is bound to; "" if unbound
 }
 
 // refreshRecord is what the server keeps of one refresh token: its hash,
@@ -53,6 +54,7 @@ var (
 	errReusedRefresh  = &grantError{code: "invalid_grant", desc: "the refresh token was already used; its family is revoked", reuse: true}
 	errWrongClient    = &grantError{code: "invalid_grant", desc: "the refresh token was issued to another client"}
 	errScopeTooWide   = &grantError{code: "invalid_scope", desc: "the requested scope exceeds the granted scope"}
+	errWrongDPoPKey   = &grantError{code: "invalid_grant", desc: "the refresh token is bound to another DPoP key"}
 )
 
 // session is what a successful login or rotation hands out.
@@ -61,6 +63,7 @@ type session struct {
 	user    string
 	scope   string
 	sid     string // family ID
+	jkt     string // DPoP key thumbprint the tokens are bound to; "" for bearer tokens
 }
 
 // Reasons a family is revoked, as [familyInfo.Revoked] reports them.
@@ -135,7 +138,11 @@ type lifetimes struct {
 // first exchange is superseded, so presenting it later is itself a reuse.
 // This serves a client that lost the answer to its refresh and retries with
 // the token it still holds.
-func (st *store) rotate(tok, client, scope string, now time.Time, lt lifetimes) (session, error) {
+//
+// jkt is the thumbprint of the DPoP key that signed the request's proof, ""
+// without one. A family bound to a key refuses any other (or none); an
+// unbound family presented with a proof is bound to its key from then on.
+func (st *store) rotate(tok, client, scope, jkt string, now time.Time, lt lifetimes) (session, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	rec := st.tokens[hashToken(tok)]
@@ -154,6 +161,8 @@ func (st *store) rotate(tok, client, scope string, now time.Time, lt lifetimes) 
 		return session{}, errWrongClient
 	case scope != "" && !scopeSubset(scope, fam.scope):
 		return session{}, errScopeTooWide
+	case fam.jkt != "" && jkt != fam.jkt:
+		return session{}, errWrongDPoPKey
 	}
 	if rec != fam.current {
 		cur := fam.current
@@ -168,6 +177,9 @@ func (st *store) rotate(tok, client, scope string, now time.Time, lt lifetimes) 
 		rec.rotated = now
 	}
 	fam.lastUse = now
+	if fam.jkt == "" {
+		fam.jkt = jkt
+	}
 	if scope == "" {
 		scope = fam.scope
 	}
@@ -177,7 +189,7 @@ func (st *store) rotate(tok, client, scope string, now time.Time, lt lifetimes) 
 	} else {
 		st.emitLocked(eventRotation, fam, rec.gen, fmt.Sprintf("token %d rotated to token %d", rec.gen, fam.current.gen))
 	}
-	return session{refresh: newTok, user: fam.user, scope: scope, sid: fam.id}, nil
+	return session{refresh: newTok, user: fam.user, scope: scope, sid: fam.id, jkt: fam.jkt}, nil
 }
 
 // revokeToken revokes the family of the refresh token tok. It reports

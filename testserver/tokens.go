@@ -26,6 +26,9 @@ type AccessClaims struct {
 	// Epoch is the server's access token epoch at issue time;
 	// [Server.ExpireAccessTokens] starts a new epoch and refuses older ones.
 	Epoch uint64 `json:"epoch"`
+	// Confirmation binds a DPoP-bound token to its key (RFC 9449 §6.1);
+	// nil for a bearer token.
+	Confirmation *Confirmation `json:"cnf,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -40,6 +43,12 @@ var (
 // mintAccess signs a new access token for user. It returns the token and its
 // expiry (the "exp" claim).
 func (s *Server) mintAccess(user, scope, sid string) (string, time.Time) {
+	return s.mintBoundAccess(user, scope, sid, "")
+}
+
+// mintBoundAccess is mintAccess for a token bound to the DPoP key of
+// thumbprint jkt, or a bearer token if jkt is "".
+func (s *Server) mintBoundAccess(user, scope, sid, jkt string) (string, time.Time) {
 	now := s.clock.Now()
 	exp := jwt.NewNumericDate(now.Add(s.cfg.AccessTTL))
 	claims := AccessClaims{
@@ -53,6 +62,9 @@ func (s *Server) mintAccess(user, scope, sid string) (string, time.Time) {
 			ExpiresAt: exp,
 			ID:        randomID(),
 		},
+	}
+	if jkt != "" {
+		claims.Confirmation = &Confirmation{JKT: jkt}
 	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.cfg.SigningKey)
 	if err != nil {

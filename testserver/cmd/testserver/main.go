@@ -56,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signingKey := fs.String("signing-key", "", "HS256 `key` of the access tokens (default: random)")
 	adminToken := fs.String("admin-token", "", "require Authorization: Bearer `token` on the control API under /admin/ (default: open)")
 	frozenClock := fs.Bool("frozen-clock", false, "start the server clock frozen; move it with POST /admin/clock/advance")
+	dpopOn := fs.Bool("dpop", false, "require DPoP proofs (RFC 9449) on the OAuth2 API and bind its tokens to the client's key")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -89,6 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Users:           userMap,
 		SigningKey:      []byte(*signingKey),
 		MaxBodyBytes:    *maxBody,
+		DPoP:            *dpopOn,
 	})
 	if err := s.Start(*addr); err != nil {
 		fmt.Fprintln(stderr, err)
