@@ -1,14 +1,15 @@
-// Command oauth2 shows a client built from an [oauth2.Config] whose rotated
-// refresh tokens are persisted through the refresh hook, so that a restart
-// continues the session instead of logging the user in again. The second
-// "process" here reads the token the first one saved.
+// Command oauth2 shows a client built from an [oauth2.Config] whose tokens
+// are persisted in a file through a [refresher.FileStore]: the token of the
+// login is saved before its first use and every rotated token before any
+// request uses it, so that a restart continues the session instead of
+// logging the user in again. The second "process" here starts from the
+// file alone.
 //
 //	go run ./examples/oauth2
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,7 +41,7 @@ func run(out io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	saved := filepath.Join(dir, "token.json")
+	path := filepath.Join(dir, "token.json")
 
 	conf := &oauth2.Config{
 		ClientID:     testserver.ConfidentialClientID,
@@ -53,37 +54,22 @@ func run(out io.Writer) error {
 		return fmt.Errorf("log in: %w", err)
 	}
 
-	// persist is the refresh hook: it runs after every refresh, before any
-	// request uses the new token. (refresher.NewFileStore does the same
-	// with atomic writes and a lock shared by processes.)
-	persist := func(_, t *oauth2.Token) {
-		b, _ := json.Marshal(t)
-		if err := os.WriteFile(saved, b, 0o600); err != nil {
-			fmt.Fprintln(out, "could not save the token:", err)
-		}
-	}
 	refreshes := 0
 	failures := 0
 	for process := 1; process <= 2; process++ {
-		if process == 2 {
-			// A restart: the token comes from what the hook saved.
-			b, err := os.ReadFile(saved)
-			if err != nil {
-				return fmt.Errorf("read the saved token: %w", err)
-			}
-			tok = new(oauth2.Token)
-			if err := json.Unmarshal(b, tok); err != nil {
-				return err
-			}
-			fmt.Fprintln(out, "restarted with the saved token")
+		opts := []refresher.Option{
+			// The Store is the persistence: written atomically, mode 0600,
+			// locked against other processes; a failed save fails the
+			// refresh instead of losing the token.
+			refresher.WithStore(refresher.NewFileStore(path)),
+			refresher.WithRefreshHook(func(_, _ *oauth2.Token) { refreshes++ }), // counts refreshes; saving is the Store's job
 		}
-		src := refresher.NewSource(&refresher.OAuth2Endpoint{Config: conf},
-			refresher.WithToken(tok),
-			refresher.WithRefreshHook(func(old, new *oauth2.Token) {
-				refreshes++
-				persist(old, new)
-				fmt.Fprintln(out, "refreshed; the rotated token was saved")
-			}))
+		if process == 1 {
+			opts = append(opts, refresher.WithToken(tok)) // saved to the file before its first use
+		} else {
+			fmt.Fprintln(out, "restarted: the token comes from", filepath.Base(path))
+		}
+		src := refresher.NewSource(&refresher.OAuth2Endpoint{Config: conf}, opts...)
 		// It is also an oauth2.TokenSource, for code that wants one.
 		var _ oauth2.TokenSource = src.TokenSource()
 		client := transport.NewClient(src)
@@ -96,7 +82,7 @@ func run(out io.Writer) error {
 			continue
 		}
 		resp.Body.Close()
-		fmt.Fprintf(out, "process %d: GET %s → %d\n", process, testserver.PathMe, resp.StatusCode)
+		fmt.Fprintf(out, "process %d: GET %s → %d (the rotated token was saved before the replay)\n", process, testserver.PathMe, resp.StatusCode)
 		if resp.StatusCode != http.StatusOK {
 			failures++
 		}
