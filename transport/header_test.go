@@ -74,11 +74,11 @@ func TestARequestWithAValidTokenAllocatesNoMoreThanABareHeader(t *testing.T) {
 func TestEachRequestCarriesTheHeaderOfItsOwnToken(t *testing.T) {
 	toks := []*oauth2.Token{
 		{AccessToken: "A1", TokenType: "bearer"},
-		{AccessToken: "B2", TokenType: "DPoP"},
+		{AccessToken: "B2", TokenType: "MAC"}, // not DPoP: that needs WithDPoP (see dpop_test.go)
 		{AccessToken: "C3"},
 		{AccessToken: "A1", TokenType: "Bearer"}, // same value, another token
 	}
-	want := []string{"Bearer A1", "DPoP B2", "Bearer C3", "Bearer A1"}
+	want := []string{"Bearer A1", "MAC B2", "Bearer C3", "Bearer A1"}
 	rt := transport.New(&pickingSource{toks: toks}, transport.WithBase(&headerCheck{want: want}))
 
 	// In turn: each change of token changes the header.

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/autorefresh/autorefresh/internal/wire/challenge"
+	"github.com/autorefresh/autorefresh/transport/dpop"
 	"golang.org/x/oauth2"
 )
 
@@ -78,6 +79,7 @@ type Transport struct {
 	allowed      []allowed      // nil: every host; see WithAllowedHosts
 	insecureHTTP bool           // see WithInsecureHTTP
 	jar          http.CookieJar // non-nil: the session is in cookies; see WithCookieJar
+	dpop         *dpop.Prover   // non-nil: DPoP-bound tokens go with proofs; see WithDPoP (dpop.go)
 
 	// header caches the Authorization value of the last token attached,
 	// so that a request with the same token builds no string.
@@ -97,7 +99,7 @@ func (t *Transport) headerValue(tok *oauth2.Token) string {
 	if h := t.header.Load(); h != nil && h.tok == tok {
 		return h.value
 	}
-	h := &authHeader{tok: tok, value: tok.Type() + " " + tok.AccessToken}
+	h := &authHeader{tok: tok, value: authScheme(tok) + " " + tok.AccessToken}
 	t.header.Store(h)
 	return h.value
 }
@@ -178,9 +180,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	first, again, tee := prepareBody(req, t.replayLimit)
 	sent := t.authorize(req, tok, first, req.ContentLength)
-	resp, err := t.baseRT().RoundTrip(sent)
+	resp, err := t.send(sent, tok)
 	if err == nil && resp == nil {
 		err = fmt.Errorf("transport: the base RoundTripper (%T) returned neither an answer nor an error", t.baseRT())
+	}
+	if err == nil && t.nonceDemanded(tok, resp) {
+		resp, tee, err = t.retryWithNonce(req, tok, resp, again, tee) // not a refresh: see WithDPoP
 	}
 	if err != nil || !t.rejected(sent, resp, tok) {
 		if tee != nil {
@@ -228,7 +233,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: replaying with the refreshed token",
 		slog.String("method", req.Method), slog.String("host", req.URL.Host))
 	sent = t.authorize(req, fresh, body, size)
-	resp, err = t.baseRT().RoundTrip(sent)
+	resp, err = t.send(sent, fresh)
 	t.observeReplay(req, status, sent, fresh, resp, err)
 	return resp, err
 }
@@ -268,6 +273,9 @@ func (t *Transport) attaches(req *http.Request) bool {
 func (t *Transport) rejected(sent *http.Request, resp *http.Response, tok *oauth2.Token) bool {
 	if resp.Request == nil {
 		resp.Request = sent
+	}
+	if t.nonceDemanded(tok, resp) {
+		return false // a nonce demanded again: no new token heals it
 	}
 	if t.refreshWhen != nil {
 		return t.refreshWhen(resp)
