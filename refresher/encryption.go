@@ -69,10 +69,11 @@ func (k EncryptionKey) Format(f fmt.State, _ rune) { io.WriteString(f, k.String(
 // opens, so that a key is rotated by making a new primary and keeping the
 // old key among the older ones until every record has been saved again.
 //
-// Give it to a store's encryption option: WithFileEncryption,
+// Give it to a store's encryption option: [WithFileEncryption],
 // redisstore.WithEncryption or pgstore.WithEncryption. A Keyring never
 // changes and is safe for concurrent use by multiple goroutines. The fmt
-// verbs print its key ids only: never key bytes.
+// verbs print its key ids only: never key bytes. SECURITY.md ("Key
+// handling") says how to make, keep and rotate keys.
 type Keyring struct {
 	ring *sealed.Ring // a pointer: fmt never reaches into it through a Keyring
 }
