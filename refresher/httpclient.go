@@ -31,10 +31,12 @@ const (
 // [NewHTTPClient]. The zero value is ready to use: every zero field takes the
 // default given in its comment.
 type ClientConfig struct {
-	// Base sends each attempt. If nil, a transport of its own is used,
-	// independent of [http.DefaultTransport], honouring the proxy
-	// environment variables and keeping a small pool of connections alive
-	// (at most 2 idle per host, closed after 90 s idle).
+	// Base sends each attempt. If nil, one transport shared by every
+	// such client of the process is used, independent of
+	// [http.DefaultTransport], honouring the proxy environment variables,
+	// and keeping a bounded pool of connections alive: at most 32 per
+	// host, open or idle (refreshes beyond that wait for one), closed
+	// after 90 s idle; HTTP/2 over TLS.
 	//
 	// Base must not be a transport that adds tokens itself, such as one
 	// from this module's transport package: a refresh call must never

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/autorefresh/autorefresh/internal/fence"
@@ -71,7 +72,7 @@ func NewHTTPClient(cfg ClientConfig) *http.Client {
 	}
 	base := cfg.Base
 	if base == nil {
-		base = newBaseTransport()
+		base = sharedBaseTransport()
 	}
 	rt := &retryTransport{cfg: cfg}
 	rt.client = &retryablehttp.Client{
@@ -92,12 +93,26 @@ func NewHTTPClient(cfg ClientConfig) *http.Client {
 	return &http.Client{Transport: rt, Jar: cfg.Jar, CheckRedirect: noRedirect}
 }
 
+// Bounds of the default transport's connections to one host.
+const (
+	maxConnsPerHost = 32
+	idleConnTimeout = 90 * time.Second
+)
+
+// sharedBaseTransport is the transport of every refresh client without a
+// Base: one bounded pool per process, however many endpoints and sessions
+// there are, so that a storm of refreshes reuses a few connections instead
+// of opening (and leaving in TIME_WAIT) one per session.
+var sharedBaseTransport = sync.OnceValue(newBaseTransport)
+
 // newBaseTransport returns the default transport of refresh calls: its own
-// small pool of kept-alive connections, independent of
-// [http.DefaultTransport]. A request written to a pooled connection that
-// the server had closed fails as a transient error and is not retried
-// (it may have been written); net/http itself retries it only when nothing
-// was written.
+// pool of kept-alive connections, independent of [http.DefaultTransport].
+// At most maxConnsPerHost connections to a host are open at once, and all
+// of them may stay idle, so that a connection, once opened, is reused
+// rather than closed while refreshes queue for it. A request written to a
+// pooled connection that the server had closed fails as a transient error
+// and is not retried (it may have been written); net/http itself retries
+// it only when nothing was written.
 func newBaseTransport() *http.Transport {
 	return &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
@@ -107,9 +122,11 @@ func newBaseTransport() *http.Transport {
 		}).DialContext,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
-		MaxIdleConns:           8,
-		MaxIdleConnsPerHost:    2,
-		IdleConnTimeout:        90 * time.Second,
+		ForceAttemptHTTP2:      true,
+		MaxConnsPerHost:        maxConnsPerHost,
+		MaxIdleConns:           4 * maxConnsPerHost,
+		MaxIdleConnsPerHost:    maxConnsPerHost,
+		IdleConnTimeout:        idleConnTimeout,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
 }
