@@ -1,5 +1,5 @@
-// Command frontend behaves like a single-page app talking to a seed-style
-// Node/Express backend (contract B of the bundled test server): it logs in
+// Command frontend behaves like a single-page app talking to a Node.js/Express
+// backend (the Express API of the bundled test server): it logs in
 // with a username and a password, keeps its tokens the way a browser does
 // (httpOnly cookies in a cookie jar) or as bearer tokens, and works through
 // a scripted session while its access tokens expire, including bursts of
@@ -110,50 +110,60 @@ type app struct {
 	cfg    config
 	client *http.Client
 	src    *refresher.Source
-	seed   *refresher.JSONEndpoint // parses login and refresh answers
+	api    *refresher.JSONEndpoint // the Express API's refresh call; parses login answers too
 	jar    http.CookieJar          // cookie mode only
 	out    *timeline
 
 	requests, unauthorized, replays, failures atomic.Int64
-	refreshCalls, refreshes, logins, expiries atomic.Int64
+	refreshCalls, refused, logins, expiries   atomic.Int64
 	expiry                                    atomic.Int64 // of the latest access token, Unix nanoseconds
 	burstRefreshes                            []int64      // refresh calls made during each burst
 }
 
 func newApp(cfg config, stdout io.Writer) (*app, error) {
 	a := &app{cfg: cfg, out: &timeline{w: stdout, start: time.Now()}}
-	a.seed = refresher.SeedEndpoint(cfg.server)
-	var topts []transport.Option
+	a.api = refresher.ExpressEndpoint(cfg.server)
 	if cfg.mode == "cookie" {
 		jar, err := cookiejar.New(nil)
 		if err != nil {
 			return nil, err
 		}
-		a.jar = jar
-		// The refresh call goes through the same jar: the refresh token
-		// cookie goes out, and the new cookies come back into it.
-		a.seed.HTTPClient = refresher.NewHTTPClient(refresher.ClientConfig{Jar: jar})
-		topts = append(topts, transport.WithCookieJar(jar))
+		// The jar is named once: the refresh call sends the refresh token
+		// cookie from it and stores the new cookies in it, and the client
+		// built below carries the session in it (transport.NewClient
+		// reads it from the Source and sets client.Jar).
+		a.jar, a.api.Jar = jar, jar
 	}
-	a.src = refresher.NewSource(refresher.EndpointFunc(a.refresh), refresher.WithLogin(a.login))
+	a.src = refresher.NewSource(&endpoint{JSONEndpoint: a.api, app: a}, refresher.WithLogin(a.login))
+	var topts []transport.Option
 	if cfg.insecureHTTP {
 		topts = append(topts, transport.WithInsecureHTTP())
 	}
 	topts = append(topts, transport.WithBase(&tracer{app: a, base: http.DefaultTransport}))
 	a.client = transport.NewClient(a.src, topts...)
-	a.client.Jar = a.jar
 	return a, nil
 }
 
-// refresh asks the seed API for a new token pair.
-func (a *app) refresh(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+// endpoint is the app's refresh endpoint: the Express API's, counted and
+// printed. The embedded JSONEndpoint's CookieJar method tells the
+// Transport which jar holds the session.
+type endpoint struct {
+	*refresher.JSONEndpoint
+	app *app
+}
+
+// Refresh asks the Express API for a new token pair.
+func (e *endpoint) Refresh(ctx context.Context, cur *oauth2.Token) (*oauth2.Token, error) {
+	a := e.app
 	a.refreshCalls.Add(1)
-	tok, err := a.seed.Refresh(ctx, cur)
+	tok, err := e.JSONEndpoint.Refresh(ctx, cur)
 	if err != nil {
+		if errors.Is(err, refresher.ErrReauthRequired) {
+			a.refused.Add(1)
+		}
 		a.out.printf("refresh", "failed: %v", err)
 		return nil, err
 	}
-	a.refreshes.Add(1)
 	a.out.printf("refresh", "new token pair (refresh token rotated)")
 	return a.browserView(tok), nil
 }
@@ -181,7 +191,7 @@ func (a *app) login(ctx context.Context) (*oauth2.Token, error) {
 	// session over; it is not that call.
 	ctx = context.WithValue(ctx, callKey{}, int64(0))
 	req, err := http.NewRequestWithContext(transport.SkipAuth(ctx), http.MethodPost,
-		a.cfg.server+testserver.PathLogin, bytes.NewReader(body))
+		a.cfg.server+testserver.PathExpressLogin, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +200,7 @@ func (a *app) login(ctx context.Context) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := a.seed.ParseResponse(resp)
+	tok, err := a.api.ParseResponse(resp)
 	if err != nil {
 		return nil, fmt.Errorf("login: %w", err)
 	}
@@ -206,7 +216,7 @@ func (a *app) session(ctx context.Context) error {
 	}
 	for round := 1; round <= a.cfg.rounds; round++ {
 		for i := range 3 {
-			a.call(ctx, http.MethodGet, testserver.PathCurrentUser, "")
+			a.call(ctx, http.MethodGet, testserver.PathExpressCurrentUser, "")
 			a.call(ctx, http.MethodPost, testserver.PathEcho, fmt.Sprintf(`{"note":%d}`, i))
 		}
 		if round == a.cfg.rounds {
@@ -267,7 +277,7 @@ func (a *app) revoke(ctx context.Context) error {
 		return err
 	}
 	body, _ := json.Marshal(map[string]string{"refreshToken": tok.RefreshToken})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.server+testserver.PathLogout, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.server+testserver.PathExpressLogout, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -309,8 +319,8 @@ func (a *app) summary() bool {
 		perBurst[i] = fmt.Sprint(n)
 		ok = ok && n == 1
 	}
-	fmt.Fprintf(a.out.w, "summary: mode=%s requests=%d 401s=%d refreshes=%d replays=%d logins=%d expiries=%d refreshes-per-burst=%s failures=%d\n",
-		a.cfg.mode, a.requests.Load(), a.unauthorized.Load(), a.refreshes.Load(), a.replays.Load(),
+	fmt.Fprintf(a.out.w, "summary: mode=%s requests=%d 401s=%d refresh-calls=%d refused=%d replays=%d logins=%d expiries=%d refreshes-per-burst=%s failures=%d\n",
+		a.cfg.mode, a.requests.Load(), a.unauthorized.Load(), a.refreshCalls.Load(), a.refused.Load(), a.replays.Load(),
 		a.logins.Load(), a.expiries.Load(), strings.Join(perBurst, ","), a.failures.Load())
 	return ok
 }
