@@ -330,7 +330,7 @@ func looksLikeName(k string) bool {
 		return false
 	}
 	for i, r := range k {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_' || r == '$' || i > 0 && (r >= '0' && r <= '9' || r == '-')) {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_' || r == '$' || i > 0 && r >= '0' && r <= '9') {
 			return false
 		}
 	}
