@@ -446,7 +446,7 @@ func (s *Source) exchange(ctx context.Context, c *call, lease Lease, basis, held
 	case basis == nil:
 		return s.relogin(ctx, c, nil, held, ErrNoToken)
 	case basis.RefreshToken == "":
-		return s.relogin(ctx, c, basis, held, &RefreshError{Err: fmt.Errorf("%w: the token has no refresh token", ErrReauthRequired)})
+		return s.relogin(ctx, c, basis, held, sessionOver("the token has no refresh token"))
 	}
 	nt, err := s.callEndpoint(ctx, c, lease, basis)
 	if err != nil {
