@@ -82,6 +82,10 @@ func TestBasicExampleRefreshesOnce(t *testing.T) {
 	assertMatch(t, runExample(t, build(t, "basic")), ` 401s=1 refreshes=1 failures=0$`)
 }
 
+func TestDPoPExampleContinuesTheSessionAfterARestartWithThePersistedKey(t *testing.T) {
+	assertMatch(t, runExample(t, build(t, "dpop")), `key-kept=true `, ` refreshes=1 failures=0$`)
+}
+
 func TestOAuth2ExamplePersistsRotatedTokens(t *testing.T) {
 	assertMatch(t, runExample(t, build(t, "oauth2")), `refreshes=2 reuse-detections=0 failures=0$`)
 }
