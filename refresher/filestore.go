@@ -605,3 +605,20 @@ func (l *fileLease) Unlock() error {
 	})
 	return l.uerr
 }
+
+// Clear deletes the token file, for [Source.Logout]. It removes what it
+// read, compared and swapped like a save, so a token another process saved
+// meanwhile is not removed unseen.
+func (s *FileStore) Clear(ctx context.Context) error {
+	for range 3 {
+		cur, err := s.Load(ctx)
+		if err != nil || cur == nil {
+			return err
+		}
+		swapped, err := s.CompareAndSwap(ctx, cur, nil)
+		if err != nil || swapped {
+			return err
+		}
+	}
+	return errors.New("refresher: clear token file: it kept changing")
+}

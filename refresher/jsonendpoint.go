@@ -128,6 +128,12 @@ type JSONEndpoint struct {
 
 	defaults defaultClient
 	noted    wire.NoteOnce
+
+	// LogoutURL, if set, is where [Source.Logout] posts the refresh token,
+	// the same way as a refresh (field, form or cookie, with Fields and
+	// Headers), to end the session at the server: for an Express-style API,
+	// its POST /api/v1/users/logout. A 2xx answer means revoked.
+	LogoutURL string
 }
 
 // ExpressEndpoint returns a [JSONEndpoint] for the refresh API common to
@@ -141,6 +147,7 @@ type JSONEndpoint struct {
 func ExpressEndpoint(baseURL string) *JSONEndpoint {
 	return &JSONEndpoint{
 		URL:               strings.TrimSuffix(baseURL, "/") + "/api/v1/users/refresh-token",
+		LogoutURL:         strings.TrimSuffix(baseURL, "/") + "/api/v1/users/logout",
 		RefreshTokenField: "refreshToken",
 		AccessTokenPath:   "data.accessToken",
 		RefreshTokenPath:  "data.refreshToken",

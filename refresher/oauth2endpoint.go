@@ -62,6 +62,12 @@ type OAuth2Endpoint struct {
 	// must outlive it: see [dpop.Prover.MarshalKey] and SECURITY.md.
 	DPoP *dpop.Prover
 
+	// RevocationURL is the server's RFC 7009 token revocation endpoint,
+	// used by [Source.Logout] to revoke the refresh token (and, on most
+	// servers, its whole family). If empty, Logout cannot revoke and says
+	// so with [ErrNotRevoked].
+	RevocationURL string
+
 	defaults defaultClient
 	style    atomic.Int32 // the AuthStyle found by auto-detection; 0 until known
 	noted    wire.NoteOnce

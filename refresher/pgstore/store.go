@@ -55,7 +55,7 @@ type Store struct {
 
 // statements are a Store's SQL, with its table's name in them.
 type statements struct {
-	load, save, swap, insert string
+	load, save, swap, insert, clear string
 }
 
 // New returns the Store of the account named key, whose row lives in the
@@ -88,6 +88,7 @@ func New(pool *pgxpool.Pool, key string, opts ...Option) *Store {
 				version = version + 1, updated_at = now() WHERE key = $1 AND fingerprint = $4`,
 			insert: `INSERT INTO ` + table + ` (key, record, fingerprint) VALUES ($1, $2, $3)
 				ON CONFLICT (key) DO NOTHING`,
+			clear: `DELETE FROM ` + table + ` WHERE key = $1`,
 		},
 	}
 }
@@ -252,4 +253,17 @@ func (s *Store) run(ctx context.Context, fn func(q querier) error) error {
 		}
 	}
 	return fn(s.pool)
+}
+
+// Clear deletes the account's row, for [refresher.Source.Logout]; under
+// the account's lock it runs on the lock's connection.
+func (s *Store) Clear(ctx context.Context) error {
+	err := s.run(ctx, func(q querier) error {
+		_, err := q.Exec(ctx, s.sql.clear, s.key)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pgstore: clear token of key %q: %w", s.key, err)
+	}
+	return nil
 }

@@ -303,3 +303,11 @@ func (s *Store) CompareAndSwap(ctx context.Context, prev, next *oauth2.Token) (b
 	}
 	return false, fmt.Errorf("redisstore: save token to key %q: the value changed %d times during the save", s.key, maxLegacyRounds)
 }
+
+// Clear deletes the stored token, for [refresher.Source.Logout].
+func (s *Store) Clear(ctx context.Context) error {
+	if err := s.client.Del(ctx, s.key).Err(); err != nil {
+		return fmt.Errorf("redisstore: clear %q: %w", s.key, err)
+	}
+	return nil
+}
