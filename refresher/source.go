@@ -786,13 +786,16 @@ func (s *Source) newEntry(t *oauth2.Token, unsaved bool) *entry {
 		}
 		lead := max(min(s.leeway, life/2), 0)
 		e.refreshAt = t.Expiry.Add(-lead + jitter(s.jitterSeed, t, lead/2))
-		e.validTo = t.Expiry.Add(-min(expirySafety, lead/2))
+		e.validTo = t.Expiry.Add(-min(expirySafety, lead/4))
 	}
 	return e
 }
 
 // expirySafety is how long before its expiry a token stops being served
-// while a refresh runs: a request sent later might arrive expired.
+// while a refresh runs: a request sent later might arrive expired. For a
+// short window it shrinks to a quarter of the window, so that a quarter of
+// the window always separates the latest refresh point from it, for the
+// background refresh (and a wait for the Store's lock) to finish.
 const expirySafety = 5 * time.Second
 
 // generation returns the current generation.
