@@ -78,6 +78,12 @@ func TestFrontendTalksToRunningServer(t *testing.T) {
 	}
 }
 
+func TestAccountsExampleRefreshesEachAccountOncePerExpiry(t *testing.T) {
+	assertMatch(t, runExample(t, build(t, "accounts")),
+		`^summary: store=memory accounts=200 resident=50 rounds=3 requests=800 refreshes=600 `,
+		` reuse-detections=0 failures=0$`)
+}
+
 func TestBasicExampleRefreshesOnce(t *testing.T) {
 	assertMatch(t, runExample(t, build(t, "basic")), ` 401s=1 refreshes=1 failures=0$`)
 }
