@@ -126,6 +126,28 @@ func (k *Keyring) Open(binding, record []byte) ([]byte, error) {
 	return p, err
 }
 
+// SealRecord is what a store that may encrypt writes: record sealed with
+// binding (see [Keyring.Seal]), or record itself when k is nil (the store
+// does not encrypt).
+func (k *Keyring) SealRecord(binding, record []byte) ([]byte, error) {
+	if k == nil {
+		return record, nil
+	}
+	return k.Seal(binding, record)
+}
+
+// OpenRecord is what a store that may encrypt reads: the plain record of a
+// sealed one (see [Keyring.Open]), or data itself when it is not sealed (a
+// record written before encryption was turned on, read as it is and
+// sealed by the next save). A sealed record with a nil k fails with
+// [ErrNoKeyring]: never an empty store.
+func (k *Keyring) OpenRecord(binding, data []byte) ([]byte, error) {
+	if !sealed.IsSealed(data) {
+		return data, nil
+	}
+	return k.Open(binding, data)
+}
+
 // String returns `refresher.Keyring{primary: "k2", keys: ["k2" "k1"]}`:
 // the key ids, the primary first.
 func (k *Keyring) String() string {

@@ -60,6 +60,30 @@ func TestKeyringSealsAndOpens(t *testing.T) {
 	assert.Equal(t, record, string(got))
 }
 
+func TestRecordsPassPlainWithoutAKeyringAndSealedOnesNeedIt(t *testing.T) {
+	binding := []byte("file:/tmp/token.json")
+	var none *refresher.Keyring
+	rec, err := none.SealRecord(binding, []byte(record))
+	require.NoError(t, err)
+	assert.Equal(t, record, string(rec), "a store without a keyring writes the plain record")
+	got, err := none.OpenRecord(binding, []byte(record))
+	require.NoError(t, err)
+	assert.Equal(t, record, string(got))
+
+	k := newKeyring(t, encKey("k1", 1))
+	rec, err = k.SealRecord(binding, []byte(record))
+	require.NoError(t, err)
+	assert.NotContains(t, string(rec), "refresh-secret")
+	got, err = k.OpenRecord(binding, []byte(record))
+	require.NoError(t, err)
+	assert.Equal(t, record, string(got), "a plain record written before encryption is read as it is")
+	got, err = k.OpenRecord(binding, rec)
+	require.NoError(t, err)
+	assert.Equal(t, record, string(got))
+	_, err = none.OpenRecord(binding, rec)
+	require.ErrorIs(t, err, refresher.ErrNoKeyring, "a sealed record without a keyring is an error, never an empty store")
+}
+
 func TestKeyringRotationOpensOldRecordsAndSealsWithTheNewKey(t *testing.T) {
 	binding := []byte("file:/tmp/token.json")
 	oldKey, newKey := encKey("2026-01", 1), encKey("2026-07", 2)

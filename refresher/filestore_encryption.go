@@ -57,10 +57,7 @@ func (s *FileStore) seal(rec []byte) ([]byte, error) {
 // open returns the plain record of a token file's contents: data itself
 // if it is not sealed (a file written before encryption was turned on).
 func (s *FileStore) open(data []byte) ([]byte, error) {
-	if !sealed.IsSealed(data) {
-		return data, nil
-	}
-	plain, err := s.keys.Open(s.binding, data)
+	plain, err := s.keys.OpenRecord(s.binding, data)
 	if err != nil {
 		return nil, fmt.Errorf("%w (token file %s)", err, s.path)
 	}

@@ -3,7 +3,6 @@ package redisstore
 import (
 	"fmt"
 
-	"github.com/autorefresh/autorefresh/internal/sealed"
 	"github.com/autorefresh/autorefresh/refresher"
 )
 
@@ -27,20 +26,12 @@ func WithEncryption(keys *refresher.Keyring) Option {
 func (s *Store) binding() []byte { return []byte("redis:" + s.key) }
 
 // seal returns rec sealed if the Store encrypts, and rec otherwise.
-func (s *Store) seal(rec []byte) ([]byte, error) {
-	if s.keys == nil {
-		return rec, nil
-	}
-	return s.keys.Seal(s.binding(), rec)
-}
+func (s *Store) seal(rec []byte) ([]byte, error) { return s.keys.SealRecord(s.binding(), rec) }
 
 // open returns the plain record of a sealed rec, and rec itself if it is
 // not sealed (a record saved before encryption was turned on).
 func (s *Store) open(rec []byte) ([]byte, error) {
-	if !sealed.IsSealed(rec) {
-		return rec, nil
-	}
-	plain, err := s.keys.Open(s.binding(), rec)
+	plain, err := s.keys.OpenRecord(s.binding(), rec)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: key %q: %w", s.key, err)
 	}
