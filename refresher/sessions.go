@@ -129,6 +129,19 @@ func (s *Sessions) Refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.To
 	return src.Refresh(ctx, stale)
 }
 
+// Adopted reports, for the account that ctx names, what [Source.Adopted]
+// reports; false when ctx names none or its Source is not resident.
+func (s *Sessions) Adopted(ctx context.Context, t *oauth2.Token) bool {
+	key, ok := SessionFrom(ctx)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	el, ok := s.byKey[key]
+	s.mu.Unlock()
+	return ok && el.Value.(*resident).src.Adopted(ctx, t)
+}
+
 func (s *Sessions) fromContext(ctx context.Context) (*Source, error) {
 	key, ok := SessionFrom(ctx)
 	if !ok {

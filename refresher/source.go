@@ -84,6 +84,7 @@ type entry struct {
 	refreshAt time.Time // when it becomes due; zero: never (expiry unknown, or due on arrival)
 	validTo   time.Time // when it is no longer served; zero: expiry unknown
 	unsaved   bool      // not yet in the Store: save it before use
+	adopted   bool      // taken from the Store, saved there by another holder
 	initial   bool      // with unsaved: given at construction, saved only to an empty Store
 	prev      *oauth2.Token
 }
@@ -322,6 +323,17 @@ func (s *Source) holdSaving(ctx context.Context) (release func(), err error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// Adopted reports whether t is the current token and was taken from the
+// Store, saved there by another holder, rather than issued to this Source.
+// Such a token may have been rejected by the server already (access tokens
+// invalidated before their expiry, by revocation or a key rotation): the
+// transport package then allows one more refresh for a request whose
+// replay with it was rejected too.
+func (s *Source) Adopted(_ context.Context, t *oauth2.Token) bool {
+	e := s.cur.Load()
+	return e != nil && e.adopted && sameToken(e.tok, t)
 }
 
 // TokenSource returns an [oauth2.TokenSource] backed by s, for use with the
@@ -651,6 +663,7 @@ func (s *Source) commitLocked(c *call, out outcome) (tok *oauth2.Token, err erro
 			// on the server's rejection instead.
 			e.refreshAt = time.Time{}
 		}
+		e.adopted = out.kind == kindAdopted
 		s.cur.Store(e)
 		s.over, s.overTok, s.backoff, s.retryAt = nil, nil, nil, time.Time{}
 		s.bgFails, s.bgRetryAt = 0, time.Time{}

@@ -152,6 +152,31 @@ func prepareBody(req *http.Request, limit int64) (first io.ReadCloser, again rep
 	return tee, nil, tee
 }
 
+// maxDetached bounds the rejected answer's body that detachBody keeps in
+// memory.
+const maxDetached = 64 << 10
+
+// detachBody reads the body of a rejected answer into memory and closes
+// it, so that its connection goes back to the pool before the refresh,
+// which may need a connection from that same pool (a base RoundTripper
+// with MaxConnsPerHost, a token endpoint on the same host): holding it
+// could make a burst of 401s wait for the refresh that waits for them. The
+// answer keeps its body, to be returned if no replay follows. Only a body
+// of known length up to maxDetached is detached: one of unknown length may
+// be a stream that never ends (a full-duplex exchange), and stays as it is.
+func detachBody(resp *http.Response) {
+	if resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength < 0 || resp.ContentLength > maxDetached {
+		return
+	}
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxDetached+1))
+	if err != nil || len(buf) > maxDetached {
+		resp.Body = &joinedBody{Reader: io.MultiReader(bytes.NewReader(buf), resp.Body), close: resp.Body.Close}
+		return
+	}
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(buf))
+}
+
 // drainClose reads what is left of a response body, up to a bound, so that
 // the connection can be reused, and closes it. A nil body (a RoundTripper
 // may return one) is left alone.

@@ -195,6 +195,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 
 	status := resp.StatusCode
+	detachBody(resp) // its connection may be the one the refresh needs
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: token rejected; refreshing",
 		slog.Int("status", resp.StatusCode), slog.String("method", req.Method), slog.String("host", req.URL.Host))
 	var body io.ReadCloser
@@ -234,8 +235,47 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		slog.String("method", req.Method), slog.String("host", req.URL.Host))
 	sent = t.authorize(req, fresh, body, size)
 	resp, err = t.send(sent, fresh)
+	if err == nil && tee == nil && t.adopted(ctx, fresh) && t.rejected(sent, resp, fresh) {
+		sent, fresh, resp, err = t.replayAdopted(req, again, size, sent, fresh, resp)
+	}
 	t.observeReplay(req, status, sent, fresh, resp, err)
 	return resp, err
+}
+
+// adopted reports whether the Source took tok from its Store rather than
+// having it issued (see refresher.Source.Adopted).
+func (t *Transport) adopted(ctx context.Context, tok *oauth2.Token) bool {
+	a, ok := t.Source.(interface {
+		Adopted(context.Context, *oauth2.Token) bool
+	})
+	return ok && a.Adopted(ctx, tok)
+}
+
+// replayAdopted handles a replay rejected again when its token was not
+// issued after the first rejection but adopted from the Store, saved there
+// by another holder, which may have been rejected as well (access tokens
+// invalidated before their expiry): one more refresh, and one more replay
+// if it produced another token. Only a request whose body can be had again
+// without a copy (none, or GetBody) gets it. Otherwise, or if the refresh
+// fails, the rejection is returned as it is.
+func (t *Transport) replayAdopted(req *http.Request, again replayFunc, size int64,
+	sent *http.Request, tok *oauth2.Token, resp *http.Response) (*http.Request, *oauth2.Token, *http.Response, error) {
+	ctx := req.Context()
+	detachBody(resp)
+	fresh, err := t.Source.Refresh(ctx, tok)
+	if err != nil || fresh.AccessToken == tok.AccessToken {
+		return sent, tok, resp, nil
+	}
+	body, err := again()
+	if err != nil {
+		return sent, tok, resp, nil
+	}
+	drainClose(resp.Body)
+	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: the adopted token was rejected too; replaying with a refreshed one",
+		slog.String("method", req.Method), slog.String("host", req.URL.Host))
+	sent = t.authorize(req, fresh, body, size)
+	resp, err = t.send(sent, fresh)
+	return sent, fresh, resp, err
 }
 
 // closeReplay closes the body of a replay that will not be sent.
