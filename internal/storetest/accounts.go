@@ -48,7 +48,10 @@ import (
 // The expiry is by time rather than by [testserver.Server.ExpireAccessTokens]
 // on purpose: a process that skipped an account for a round would find in
 // the store the token another process got in that round, unexpired by the
-// clock but refused by the server, adopt it, and fail its replay.
+// clock but refused by the server, and adopt it; its replay refused too,
+// the transport refreshes once more (see transport's
+// TestAdoptedTokenRejectedTooGetsOneMoreRefresh), so the requests succeed
+// but the refreshes per round are no longer exact.
 type Accounts struct {
 	Accounts  int       `json:"accounts"`  // accounts, keyed AccountKey(0) to AccountKey(Accounts-1)
 	Processes int       `json:"processes"` // helper processes
