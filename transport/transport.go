@@ -290,7 +290,7 @@ func closeReplay(body io.ReadCloser) {
 // rules (see scope.go) allow its destination.
 func (t *Transport) attaches(req *http.Request) bool {
 	switch {
-	case req.URL == nil || skipped(req.Context()) || req.Header.Get("Authorization") != "":
+	case req.URL == nil || ownAuthorization(req.Header) || skipped(req.Context()):
 		return false
 	case !redirectKeepsToken(req):
 		t.log.LogAttrs(req.Context(), slog.LevelDebug, "transport: redirected off the original host or to http; sending without a token",
@@ -359,11 +359,19 @@ func (t *Transport) authorize(req *http.Request, tok *oauth2.Token, body io.Read
 	if t.jar != nil {
 		applyJar(r, t.jar)
 	} else {
-		r.Header.Set("Authorization", t.headerValue(tok))
+		r.Header["Authorization"] = []string{t.headerValue(tok)} // the canonical key: Set without canonicalising it
 	}
 	r.Body = body
 	r.ContentLength = size
 	return r
+}
+
+// ownAuthorization reports whether h carries an Authorization header of
+// the caller's own (h.Get("Authorization") != "", without canonicalising
+// the key on every request).
+func ownAuthorization(h http.Header) bool {
+	v := h["Authorization"]
+	return len(v) > 0 && v[0] != ""
 }
 
 func closeBody(req *http.Request) {
