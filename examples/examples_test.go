@@ -62,8 +62,13 @@ func TestFrontendSurvivesExpiriesWithOneRefreshPerBurst(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			s := runExample(t, bin, "-mode", mode, "-ttl", "1s")
+			// One refresh per burst; the second, after the logout
+			// elsewhere, refused. Outside the bursts, a bearer token that
+			// the server's whole-second expiry ends before the client's
+			// refresh point may cost one more refresh (healed by a replay):
+			// the total of calls varies, the refused one does not.
 			assertMatch(t, s, ` expiries=[1-9]`, ` refreshes-per-burst=1,1 `, ` failures=0$`, ` logins=2 `,
-				` refresh-calls=2 refused=1 `) // one refresh per burst; the second, after the logout elsewhere, refused
+				` refresh-calls=[2-9] refused=1 `)
 		})
 	}
 }

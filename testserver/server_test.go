@@ -186,3 +186,23 @@ func TestCloseWaitsForTheServingGoroutine(t *testing.T) {
 		t.Errorf("the serving goroutine is still in Serve after Close:\n%s", g[0])
 	}
 }
+
+// TestAccessTokenLivesAtLeastItsTTL: "exp" has whole seconds; issued just
+// before a second ends, a 1 s token must still be valid 1 s later (it was
+// truncated to expire within a millisecond).
+func TestAccessTokenLivesAtLeastItsTTL(t *testing.T) {
+	clock := NewClock(time.Date(2026, 1, 1, 0, 0, 0, 999_000_000, time.UTC))
+	s := NewTest(t, Config{AccessTTL: time.Second, Clock: clock})
+	tok, err := s.IssueToken(DemoUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Second - time.Nanosecond)
+	if _, err := s.ParseAccessToken(tok.AccessToken); err != nil {
+		t.Fatalf("a 1 s token, 1 s minus 1 ns after it was issued: %v", err)
+	}
+	clock.Advance(time.Second + time.Nanosecond)
+	if _, err := s.ParseAccessToken(tok.AccessToken); err == nil {
+		t.Fatal("the token outlived its TTL by more than the second that exp rounds to")
+	}
+}

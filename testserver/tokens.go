@@ -50,7 +50,10 @@ func (s *Server) mintAccess(user, scope, sid string) (string, time.Time) {
 // thumbprint jkt, or a bearer token if jkt is "".
 func (s *Server) mintBoundAccess(user, scope, sid, jkt string) (string, time.Time) {
 	now := s.clock.Now()
-	exp := jwt.NewNumericDate(now.Add(s.cfg.AccessTTL))
+	// "exp" has whole seconds: round up, so that a token lives at least
+	// AccessTTL (truncating made a 1 s token live anywhere from 0 to 1 s,
+	// and a client told expires_in=1 meet an expired token at once).
+	exp := jwt.NewNumericDate(ceilSecond(now.Add(s.cfg.AccessTTL)))
 	claims := AccessClaims{
 		Scope:     scope,
 		SessionID: sid,
@@ -72,6 +75,14 @@ func (s *Server) mintBoundAccess(user, scope, sid, jkt string) (string, time.Tim
 		panic(fmt.Sprintf("testserver: signing access token: %v", err))
 	}
 	return tok, exp.Time
+}
+
+// ceilSecond rounds t up to a whole second.
+func ceilSecond(t time.Time) time.Time {
+	if u := t.Truncate(time.Second); !u.Equal(t) {
+		return u.Add(time.Second)
+	}
+	return t
 }
 
 // ParseAccessToken validates raw as an access token of this server (signature,
