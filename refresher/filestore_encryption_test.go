@@ -1,7 +1,6 @@
 package refresher_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -32,13 +31,7 @@ func tokensOnDisk(t *testing.T, dir string, toks ...*oauth2.Token) []string {
 			return err
 		}
 		files++
-		for _, tok := range toks {
-			for _, secret := range []string{tok.AccessToken, tok.RefreshToken} {
-				if bytes.Contains(data, []byte(secret)) {
-					found = append(found, filepath.Base(path)+": "+secret)
-				}
-			}
-		}
+		found = append(found, storetest.SecretsIn(filepath.Base(path), data, toks...)...)
 		return nil
 	})
 	require.NoError(t, err)
@@ -153,11 +146,7 @@ func TestFileStoreEncryptionKeyRotation(t *testing.T) {
 	storetest.AssertSameToken(t, storetest.Token(2), got)
 
 	got, err = encryptedFileStore(t, path, k1).Load(ctx)
-	assert.Nil(t, got)
-	require.ErrorIs(t, err, refresher.ErrUnknownKey)
-	var de *refresher.DecryptError
-	require.ErrorAs(t, err, &de)
-	assert.Equal(t, "2026-07", de.KeyID)
+	storetest.AssertDecryptError(t, got, err, refresher.ErrUnknownKey, "2026-07")
 }
 
 func TestFileStoreEncryptedFileCopiedToAnotherPathDoesNotOpen(t *testing.T) {
@@ -209,11 +198,7 @@ func TestFileStoreWrongOrMissingEncryptionKeyIsAClearError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.store.Load(ctx)
-			assert.Nil(t, got)
-			require.ErrorIs(t, err, tc.want, "never an empty store")
-			var de *refresher.DecryptError
-			require.ErrorAs(t, err, &de)
-			assert.Equal(t, "k1", de.KeyID)
+			storetest.AssertDecryptError(t, got, err, tc.want, "k1")
 			assert.Equal(t, tc.msg, err.Error())
 			assertNoKeyBytes(t, err.Error(), right, wrong)
 		})

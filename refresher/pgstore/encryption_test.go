@@ -1,7 +1,6 @@
 package pgstore_test
 
 import (
-	"bytes"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -16,16 +15,10 @@ import (
 	"github.com/autorefresh/autorefresh/refresher/pgstore"
 )
 
-func keyring(t *testing.T, keys ...refresher.EncryptionKey) *refresher.Keyring {
-	t.Helper()
-	k, err := refresher.NewKeyring(keys[0], keys[1:]...)
-	require.NoError(t, err)
-	return k
-}
-
-func encKey(id string, b byte) refresher.EncryptionKey {
-	return refresher.EncryptionKey{ID: id, Key: bytes.Repeat([]byte{b}, 32)}
-}
+var (
+	keyring = storetest.Keyring
+	encKey  = storetest.EncryptionKey
+)
 
 // rawRows returns every row of table as a raw SELECT reads it: the key, the
 // record's bytes and the fingerprint.
@@ -51,13 +44,7 @@ func tokensAtRest(t *testing.T, pool *pgxpool.Pool, table string, toks ...*oauth
 	t.Helper()
 	var found []string
 	for _, v := range rawRows(t, pool, table) {
-		for _, tok := range toks {
-			for _, secret := range []string{tok.AccessToken, tok.RefreshToken} {
-				if bytes.Contains(v, []byte(secret)) {
-					found = append(found, secret)
-				}
-			}
-		}
+		found = append(found, storetest.SecretsIn("", v, toks...)...)
 	}
 	return found
 }
@@ -134,11 +121,7 @@ func TestEncryptionKeyRotationThroughTheStore(t *testing.T) {
 	storetest.AssertSameToken(t, storetest.Token(2), got)
 
 	got, err = store(k1).Load(ctx)
-	assert.Nil(t, got)
-	require.ErrorIs(t, err, refresher.ErrUnknownKey)
-	var de *refresher.DecryptError
-	require.ErrorAs(t, err, &de)
-	assert.Equal(t, "2026-07", de.KeyID)
+	storetest.AssertDecryptError(t, got, err, refresher.ErrUnknownKey, "2026-07")
 }
 
 func TestRecordCopiedToAnotherAccountDoesNotOpen(t *testing.T) {
@@ -193,11 +176,7 @@ func TestWrongOrMissingEncryptionKeyIsAClearError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.store.Load(ctx)
-			assert.Nil(t, got)
-			require.ErrorIs(t, err, tc.want, "never an empty store")
-			var de *refresher.DecryptError
-			require.ErrorAs(t, err, &de)
-			assert.Equal(t, "k1", de.KeyID)
+			storetest.AssertDecryptError(t, got, err, tc.want, "k1")
 			for _, secret := range []string{string(right.Key), string(wrong.Key), "access-1", "refresh-1"} {
 				assert.NotContains(t, err.Error(), secret)
 			}

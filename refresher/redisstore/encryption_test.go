@@ -1,7 +1,6 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"testing"
 
@@ -19,16 +18,10 @@ import (
 // The tests in this file run against a real redis-server, started by
 // startRedisServer, and read what it holds with raw commands.
 
-func keyring(t *testing.T, keys ...refresher.EncryptionKey) *refresher.Keyring {
-	t.Helper()
-	k, err := refresher.NewKeyring(keys[0], keys[1:]...)
-	require.NoError(t, err)
-	return k
-}
-
-func encKey(id string, b byte) refresher.EncryptionKey {
-	return refresher.EncryptionKey{ID: id, Key: bytes.Repeat([]byte{b}, 32)}
-}
+var (
+	keyring = storetest.Keyring
+	encKey  = storetest.EncryptionKey
+)
 
 // rawValues returns every value the Redis holds, under every key, as raw
 // commands read them: hash fields and strings.
@@ -64,11 +57,7 @@ func assertNoTokenAtRest(t *testing.T, rc *redis.Client, toks ...*oauth2.Token) 
 	values := rawValues(t, rc)
 	require.NotEmpty(t, values)
 	for where, v := range values {
-		for _, tok := range toks {
-			for _, secret := range []string{tok.AccessToken, tok.RefreshToken} {
-				assert.False(t, bytes.Contains(v, []byte(secret)), "%s holds %q", where, secret)
-			}
-		}
+		assert.Empty(t, storetest.SecretsIn(where, v, toks...))
 	}
 }
 
@@ -137,11 +126,7 @@ func TestRealRedisEncryptionKeyRotationThroughTheStore(t *testing.T) {
 	storetest.AssertSameToken(t, storetest.Token(2), got)
 
 	got, err = redisstore.New(rc, testKey, redisstore.WithEncryption(keyring(t, k1))).Load(ctx)
-	assert.Nil(t, got)
-	require.ErrorIs(t, err, refresher.ErrUnknownKey)
-	var de *refresher.DecryptError
-	require.ErrorAs(t, err, &de)
-	assert.Equal(t, "2026-07", de.KeyID)
+	storetest.AssertDecryptError(t, got, err, refresher.ErrUnknownKey, "2026-07")
 }
 
 func TestRealRedisRecordCopiedToAnotherAccountDoesNotOpen(t *testing.T) {
@@ -185,11 +170,7 @@ func TestRealRedisWrongOrMissingEncryptionKeyIsAClearError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.store.Load(ctx)
-			assert.Nil(t, got)
-			require.ErrorIs(t, err, tc.want, "never an empty store")
-			var de *refresher.DecryptError
-			require.ErrorAs(t, err, &de)
-			assert.Equal(t, "k1", de.KeyID)
+			storetest.AssertDecryptError(t, got, err, tc.want, "k1")
 			for _, secret := range []string{string(right.Key), string(wrong.Key), "access-1", "refresh-1"} {
 				assert.NotContains(t, err.Error(), secret)
 			}
