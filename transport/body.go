@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -30,6 +31,7 @@ type teeBody struct {
 	closed   bool       // the base RoundTripper closed the tee
 	released bool       // the Transport let the copy go: Close closes src
 	taken    bool       // a replay took src over
+	aborted  error      // the request's context ended: what Read returns
 }
 
 var errTeeClosed = errors.New("transport: read of a request body after Close")
@@ -48,6 +50,9 @@ func (b *teeBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.reading = false
+	if b.aborted != nil && err != nil {
+		err = b.aborted // the caller's body was closed because the context ended
+	}
 	if n > 0 && !b.over && !b.released {
 		if int64(len(b.buf)+n) > b.limit {
 			b.over, b.buf = true, nil
@@ -78,6 +83,28 @@ func (b *teeBody) closeSrc() error {
 	var err error
 	b.once.Do(func() { err = b.src.Close() })
 	return err
+}
+
+// abort ends the body when the request's context ends: net/http waits for
+// its write of the body to end before it returns, and a producer that
+// stalls would hold it for ever. The caller's body is closed, so that a
+// Read stalled on it returns err (the context's error), and nothing is
+// replayed.
+func (b *teeBody) abort(err error) {
+	b.mu.Lock()
+	b.over, b.buf, b.aborted = true, nil, err
+	closeNow := !b.taken
+	b.mu.Unlock()
+	if closeNow {
+		b.closeSrc()
+	}
+}
+
+// abortWhenDone aborts b when ctx ends (see abort), until the returned
+// function is called. (A function of its own, so that the closure does not
+// move the caller's ctx to the heap on the fast path.)
+func (b *teeBody) abortWhenDone(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { b.abort(ctx.Err()) })
 }
 
 // release lets the copy go: the request will not be replayed.

@@ -179,6 +179,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	first, again, tee := prepareBody(req, t.replayLimit)
+	if tee != nil {
+		defer tee.abortWhenDone(ctx)()
+	}
 	sent := t.authorize(req, tok, first, req.ContentLength)
 	resp, err := t.send(sent, tok)
 	if err == nil && resp == nil {
