@@ -192,3 +192,24 @@ func TestSessionOverCallbackNamesTheAccount(t *testing.T) {
 	default:
 	}
 }
+
+// TestSourceOpenedAgainRefreshesTheTokenItsCallerSawRejected: a request
+// got its token from an account's Source, which was then dropped; its
+// Refresh reaches a Source opened again from the Store, which holds that
+// same rejected token. The new Source must refresh it, not hand it back
+// as if it were newer.
+func TestSourceOpenedAgainRefreshesTheTokenItsCallerSawRejected(t *testing.T) {
+	a := newAccounts("a", "b")
+	s := refresher.NewSessions(a.open, refresher.WithMaxSessions(1))
+	ctx := refresher.WithSession(context.Background(), "a")
+	rejected, err := s.Token(ctx)
+	require.NoError(t, err)
+	_, err = s.Token(refresher.WithSession(context.Background(), "b")) // drops a
+	require.NoError(t, err)
+
+	fresh, err := s.Refresh(ctx, rejected) // reaches a Source opened again
+	require.NoError(t, err)
+	assert.NotEqual(t, rejected.AccessToken, fresh.AccessToken, "a token newer than the rejected one")
+	assert.Equal(t, int64(1), a.ep["a"].calls.Load(), "endpoint calls")
+	assert.Equal(t, int64(3), a.opens.Load(), "a, b, and a again")
+}

@@ -99,9 +99,10 @@ type call struct {
 	over       error         // the Source was over when it started
 	overTok    *oauth2.Token // the refused token, then
 	background bool
-	waiters    int    // callers that waited for it; guarded by Source.mu
-	savedOnly  bool   // it only saved an unsaved token; set before done is closed
-	phase      string // what user-supplied code it is in, for panics; own goroutine only
+	rejected   *oauth2.Token // with no current token: the token its caller had rejected
+	waiters    int           // callers that waited for it; guarded by Source.mu
+	savedOnly  bool          // it only saved an unsaved token; set before done is closed
+	phase      string        // what user-supplied code it is in, for panics; own goroutine only
 }
 
 // Limits of the Source's waits.
@@ -241,7 +242,7 @@ func (s *Source) joinLocked(ctx context.Context, stale *oauth2.Token) (*call, *o
 	}
 	c := s.flight
 	if c == nil {
-		c = s.startLocked(ctx, cur, false)
+		c = s.startLocked(ctx, cur, false, stale)
 	}
 	c.waiters++
 	return c, nil, nil
@@ -257,7 +258,7 @@ func (s *Source) refreshInBackground(ctx context.Context, e *entry) {
 		now.Before(s.retryAt) || now.Before(s.bgRetryAt) {
 		return
 	}
-	s.startLocked(ctx, e, true)
+	s.startLocked(ctx, e, true, nil)
 }
 
 // retryingLater reports whether a refresh of the still-valid token e failed
@@ -269,7 +270,10 @@ func (s *Source) retryingLater(e *entry) bool {
 }
 
 // startLocked starts a refresh of from (nil: no token) on its own goroutine.
-func (s *Source) startLocked(ctx context.Context, from *entry, background bool) *call {
+// stale is the token its caller had rejected: with no current token (a
+// Source opened again by Sessions between a request's Token and its
+// Refresh), the same token in the Store is not newer.
+func (s *Source) startLocked(ctx context.Context, from *entry, background bool, stale *oauth2.Token) *call {
 	c := &call{
 		done:       make(chan struct{}),
 		gen:        s.gen,
@@ -277,6 +281,9 @@ func (s *Source) startLocked(ctx context.Context, from *entry, background bool) 
 		over:       s.over,
 		overTok:    s.overTok,
 		background: background,
+	}
+	if from == nil {
+		c.rejected = stale
 	}
 	s.flight = c
 	go s.run(context.WithoutCancel(ctx), c)
@@ -412,8 +419,11 @@ func (s *Source) decide(ctx context.Context, c *call) outcome {
 		return s.saveAgain(ctx, c)
 	}
 	known := entryToken(c.from)
-	if c.over != nil {
+	switch {
+	case c.over != nil:
 		known = c.overTok
+	case known == nil:
+		known = c.rejected
 	}
 	if s.store != nil {
 		st, err := s.load(ctx, c)
