@@ -19,20 +19,20 @@ import (
 	"github.com/autorefresh/autorefresh/testserver"
 )
 
-// TestAStormOf10000SessionsLeavesNoSocketsInTimeWait refreshes 10,000
-// sessions at once, each its own Source, all through one OAuth2Endpoint
+// TestAStormOfSessionsLeavesNoSocketsInTimeWait refreshes a storm of
+// sessions (2,000; 10,000 for BENCHMARKS.md, see stormSessions) at once, each its own Source, all through one OAuth2Endpoint
 // with the default HTTP client (as a Sessions over one endpoint does),
 // against the test server on loopback, and counts the sockets to or from
 // the server's port in TIME_WAIT before and after. The figure is reported
 // in BENCHMARKS.md.
-func TestAStormOf10000SessionsLeavesNoSocketsInTimeWait(t *testing.T) {
+func TestAStormOfSessionsLeavesNoSocketsInTimeWait(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a storm of 10,000 refreshes; skipped in -short mode")
+		t.Skip("a storm of refreshes; skipped in -short mode")
 	}
 	if _, err := os.Stat("/proc/net/tcp"); err != nil {
 		t.Skip("counts sockets in /proc/net/tcp (Linux)")
 	}
-	const sessions = 10000
+	sessions := stormSessions(t)
 	srv := testserver.NewTest(t, testserver.Config{})
 	u, err := url.Parse(srv.URL())
 	if err != nil {
@@ -86,9 +86,25 @@ func TestAStormOf10000SessionsLeavesNoSocketsInTimeWait(t *testing.T) {
 	if n := failed.Load(); n > 0 {
 		t.Errorf("%d of %d refreshes failed", n, sessions)
 	}
-	if d := after.timeWait - before.timeWait; d > sessions/100 {
+	// Without a shared pool, every session but a few leaves one; with it,
+	// at most a pool's worth can close (32 connections), twice over.
+	if d := after.timeWait - before.timeWait; d > max(sessions/100, 64) {
 		t.Errorf("the storm left %d sockets in TIME_WAIT", d)
 	}
+}
+
+// stormSessions is the size of the storm: 2,000 in the test suite, where
+// other packages' tests share the machine's cores; AUTOREFRESH_STORM_SESSIONS
+// sets it (BENCHMARKS.md's figure is of 10,000).
+func stormSessions(t *testing.T) int {
+	n := 2000
+	if v := os.Getenv("AUTOREFRESH_STORM_SESSIONS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("AUTOREFRESH_STORM_SESSIONS=%q: want a positive number", v)
+		}
+	}
+	return n
 }
 
 // sockets counts TCP sockets of one port.
