@@ -418,24 +418,9 @@ func (s *Source) decide(ctx context.Context, c *call) outcome {
 	if c.from != nil && c.from.unsaved {
 		return s.saveAgain(ctx, c)
 	}
-	known := entryToken(c.from)
-	switch {
-	case c.over != nil:
-		known = c.overTok
-	case known == nil:
-		known = c.rejected
-	}
-	if s.store != nil {
-		st, err := s.load(ctx, c)
-		if err != nil {
-			return outcome{err: err}
-		}
-		if s.adoptable(st, known) {
-			return outcome{kind: kindAdopted, tok: st, old: known}
-		}
-		if c.over != nil && s.login == nil {
-			return outcome{kind: kindOver, err: c.over} // nothing new: still over, no lock taken
-		}
+	known := c.known()
+	if out, done := s.lookWithoutLock(ctx, c, known); done {
+		return out
 	}
 	lease, err := s.lock(ctx, c)
 	if err != nil {
@@ -445,10 +430,10 @@ func (s *Source) decide(ctx context.Context, c *call) outcome {
 	basis, held := known, known
 	if s.store != nil {
 		st, err := s.load(ctx, c)
-		if err != nil {
+		switch {
+		case err != nil:
 			return outcome{err: err}
-		}
-		if s.adoptable(st, known) {
+		case s.adoptable(st, known):
 			return outcome{kind: kindAdopted, tok: st, old: known}
 		}
 		held = st
@@ -457,6 +442,38 @@ func (s *Source) decide(ctx context.Context, c *call) outcome {
 		}
 	}
 	return s.exchange(ctx, c, lease, basis, held)
+}
+
+// known returns the token the refresh knows of, not to be taken from the
+// Store as newer: the current one, the one refused when the session ended,
+// or the one the caller saw rejected.
+func (c *call) known() *oauth2.Token {
+	switch {
+	case c.over != nil:
+		return c.overTok
+	case c.from != nil:
+		return c.from.tok
+	}
+	return c.rejected
+}
+
+// lookWithoutLock reads the Store without its lock: a newer token that is
+// not due is adopted, and a session that is over with nothing new stays
+// over, with no lock taken either way.
+func (s *Source) lookWithoutLock(ctx context.Context, c *call, known *oauth2.Token) (outcome, bool) {
+	if s.store == nil {
+		return outcome{}, false
+	}
+	st, err := s.load(ctx, c)
+	switch {
+	case err != nil:
+		return outcome{err: err}, true
+	case s.adoptable(st, known):
+		return outcome{kind: kindAdopted, tok: st, old: known}, true
+	case c.over != nil && s.login == nil:
+		return outcome{kind: kindOver, err: c.over}, true
+	}
+	return outcome{}, false
 }
 
 // exchange obtains a new token for basis from the Endpoint, or from the
