@@ -164,6 +164,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, t.misuse
 	}
+	return t.roundTrip(req)
+}
+
+// roundTrip sends req with the Source's token and, if the answer says the
+// token was rejected, hands it to replay.
+func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	if !t.attaches(req) {
 		return t.baseRT().RoundTrip(req)
@@ -196,7 +202,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, err
 	}
+	return t.replay(req, tok, resp, again, tee)
+}
 
+// replay answers resp, a rejection of tok: one refresh, shared with every
+// request that saw tok rejected, and one replay of req with the new token
+// (two, when the new token was adopted from the Store and is rejected too).
+// A body that cannot be replayed gets the refresh for the next request, and
+// the rejection is returned as it is.
+func (t *Transport) replay(req *http.Request, tok *oauth2.Token, resp *http.Response, again replayFunc, tee *teeBody) (*http.Response, error) {
+	ctx := req.Context()
 	status := resp.StatusCode
 	detachBody(resp) // its connection may be the one the refresh needs
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: token rejected; refreshing",
@@ -236,7 +251,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.log.LogAttrs(ctx, slog.LevelDebug, "transport: replaying with the refreshed token",
 		slog.String("method", req.Method), slog.String("host", req.URL.Host))
-	sent = t.authorize(req, fresh, body, size)
+	sent := t.authorize(req, fresh, body, size)
 	resp, err = t.send(sent, fresh)
 	if err == nil && tee == nil && t.adopted(ctx, fresh) && t.rejected(sent, resp, fresh) {
 		sent, fresh, resp, err = t.replayAdopted(req, again, size, sent, fresh, resp)
