@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -55,9 +54,7 @@ func (s *Source) Logout(ctx context.Context) error {
 	if tok == nil {
 		tok = s.overTok
 	}
-	s.cur.Store(nil)
-	s.over, s.overTok, s.recheckAt = ErrLoggedOut, tok, s.now().Add(overRecheck)
-	s.backoff, s.retryAt, s.bgFails, s.bgRetryAt = nil, time.Time{}, 0, time.Time{}
+	s.overLocked(ErrLoggedOut, tok)
 	s.mu.Unlock()
 	s.reportOver(ctx, ErrLoggedOut)
 

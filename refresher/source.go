@@ -317,9 +317,31 @@ func (s *Source) SetToken(ctx context.Context, t *oauth2.Token) error {
 	defer s.mu.Unlock()
 	s.gen++
 	s.cur.Store(s.newEntry(t, false))
-	s.over, s.overTok, s.backoff, s.retryAt = nil, nil, nil, time.Time{}
-	s.bgFails, s.bgRetryAt = 0, time.Time{}
+	s.liveLocked()
 	return nil
+}
+
+// liveLocked records, with s.mu held, that the session lives and nothing
+// holds refreshes back.
+func (s *Source) liveLocked() {
+	s.over, s.overTok = nil, nil
+	s.clearBackoffLocked()
+}
+
+// overLocked ends the session, with s.mu held: callers get err until a new
+// token comes, and rejected (if not nil) is never adopted again.
+func (s *Source) overLocked(err error, rejected *oauth2.Token) {
+	s.cur.Store(nil)
+	s.over, s.recheckAt = err, s.now().Add(overRecheck)
+	if rejected != nil {
+		s.overTok = rejected
+	}
+	s.clearBackoffLocked()
+}
+
+// clearBackoffLocked forgets, with s.mu held, what held refreshes back.
+func (s *Source) clearBackoffLocked() {
+	s.backoff, s.retryAt, s.bgFails, s.bgRetryAt = nil, time.Time{}, 0, time.Time{}
 }
 
 // holdSaving takes the saving semaphore, or gives up when ctx is done.
@@ -692,17 +714,11 @@ func (s *Source) commitLocked(c *call, out outcome) (tok *oauth2.Token, err erro
 		}
 		e.adopted = out.kind == kindAdopted
 		s.cur.Store(e)
-		s.over, s.overTok, s.backoff, s.retryAt = nil, nil, nil, time.Time{}
-		s.bgFails, s.bgRetryAt = 0, time.Time{}
+		s.liveLocked()
 		return out.tok, nil, false
 	case kindOver:
 		ended = s.over == nil
-		s.cur.Store(nil)
-		s.over, s.recheckAt = out.err, now.Add(overRecheck)
-		if out.rejected != nil {
-			s.overTok = out.rejected
-		}
-		s.backoff, s.retryAt = nil, time.Time{}
+		s.overLocked(out.err, out.rejected)
 		return nil, out.err, ended
 	case kindUnsaved:
 		e := s.newEntry(out.tok, true)
