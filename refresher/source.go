@@ -624,7 +624,7 @@ func (s *Source) persist(ctx context.Context, c *call, kind outcomeKind, old, he
 	}
 	release, err := s.holdSaving(ctx)
 	if err != nil {
-		return outcome{kind: kindUnsaved, tok: nt, prev: held, err: &RefreshError{Err: fmt.Errorf("save token: %w", err)}}
+		return unsaved(nt, held, err)
 	}
 	defer release()
 	if s.generation() != c.gen {
@@ -632,18 +632,25 @@ func (s *Source) persist(ctx context.Context, c *call, kind outcomeKind, old, he
 	}
 	c.phase = "the Store"
 	defer func() { c.phase = "" }()
+	swapped := true
 	if cas, ok := s.store.(CompareAndSwapper); ok {
-		swapped, err := cas.CompareAndSwap(ctx, held, nt)
-		if err == nil && !swapped {
-			return s.adoptAfterConflict(ctx, c, old, nt)
-		}
-		if err != nil {
-			return outcome{kind: kindUnsaved, tok: nt, prev: held, err: &RefreshError{Err: fmt.Errorf("save token: %w", err)}}
-		}
-	} else if err := s.store.Save(ctx, nt); err != nil {
-		return outcome{kind: kindUnsaved, tok: nt, prev: held, err: &RefreshError{Err: fmt.Errorf("save token: %w", err)}}
+		swapped, err = cas.CompareAndSwap(ctx, held, nt)
+	} else {
+		err = s.store.Save(ctx, nt)
+	}
+	switch {
+	case err != nil:
+		return unsaved(nt, held, err)
+	case !swapped:
+		return s.adoptAfterConflict(ctx, c, old, nt)
 	}
 	return outcome{kind: kind, tok: nt, old: old}
+}
+
+// unsaved is the outcome of a token nt that could not be saved in place of
+// held: it is kept, to be saved before use.
+func unsaved(nt, held *oauth2.Token, err error) outcome {
+	return outcome{kind: kindUnsaved, tok: nt, prev: held, err: &RefreshError{Err: fmt.Errorf("save token: %w", err)}}
 }
 
 // adoptAfterConflict adopts what the Store holds after a fenced save found
