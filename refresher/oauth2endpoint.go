@@ -86,16 +86,13 @@ func (e *OAuth2Endpoint) Refresh(ctx context.Context, current *oauth2.Token) (*o
 	if current == nil || current.RefreshToken == "" {
 		return nil, sessionOver("there is no refresh token")
 	}
-	style := e.Config.Endpoint.AuthStyle
-	if style != oauth2.AuthStyleAutoDetect {
-		return e.exchange(ctx, current, style)
+	first, known := e.authStyle()
+	if known {
+		return e.exchange(ctx, current, first)
 	}
-	if s := oauth2.AuthStyle(e.style.Load()); s != oauth2.AuthStyleAutoDetect {
-		return e.exchange(ctx, current, s)
-	}
-	first, second := oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams
-	if e.Config.ClientSecret == "" {
-		first, second = second, first
+	second := oauth2.AuthStyleInParams
+	if first == oauth2.AuthStyleInParams {
+		second = oauth2.AuthStyleInHeader
 	}
 	tok, err := e.exchange(ctx, current, first)
 	if err == nil {
@@ -115,6 +112,23 @@ func (e *OAuth2Endpoint) Refresh(ctx context.Context, current *oauth2.Token) (*o
 // checksFence marks an endpoint whose HTTP client confirms the Source's
 // lock right before each attempt is written.
 func (e *OAuth2Endpoint) checksFence() {}
+
+// authStyle returns the client authentication that the refresh uses, and
+// whether it is known: the configured AuthStyle, else the one
+// auto-detection found; else its first guess (HTTP Basic for a client with
+// a secret, the form without one), which is not known.
+func (e *OAuth2Endpoint) authStyle() (style oauth2.AuthStyle, known bool) {
+	if style := e.Config.Endpoint.AuthStyle; style != oauth2.AuthStyleAutoDetect {
+		return style, true
+	}
+	if style := oauth2.AuthStyle(e.style.Load()); style != oauth2.AuthStyleAutoDetect {
+		return style, true
+	}
+	if e.Config.ClientSecret == "" {
+		return oauth2.AuthStyleInParams, false
+	}
+	return oauth2.AuthStyleInHeader, false
+}
 
 // clientRejected reports an invalid_client answer: the server refused the
 // client's authentication, before it looked at the refresh token.

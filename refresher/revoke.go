@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"golang.org/x/oauth2"
 
@@ -25,21 +24,10 @@ func (e *OAuth2Endpoint) Revoke(ctx context.Context, t *oauth2.Token) error {
 		return refreshError(wire.Fail(wire.Misconfigured("OAuth2Endpoint has no Config")))
 	}
 	v := url.Values{"token": {t.RefreshToken}, "token_type_hint": {"refresh_token"}}
-	style := e.Config.Endpoint.AuthStyle
-	if style != oauth2.AuthStyleInHeader || e.Config.ClientSecret == "" {
-		style = oauth2.AuthStyleInParams
-		v.Set("client_id", e.Config.ClientID)
-		if e.Config.ClientSecret != "" {
-			v.Set("client_secret", e.Config.ClientSecret)
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.RevocationURL, strings.NewReader(v.Encode()))
+	style, _ := e.authStyle()
+	req, err := wire.ClientRequest(ctx, e.Config, e.RevocationURL, v, style)
 	if err != nil {
 		return refreshError(wire.Fail(wire.Misconfigured("OAuth2Endpoint.RevocationURL cannot be used in a request")))
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if style == oauth2.AuthStyleInHeader {
-		req.SetBasicAuth(url.QueryEscape(e.Config.ClientID), url.QueryEscape(e.Config.ClientSecret))
 	}
 	return revokeAt(e.httpClient(), req)
 }

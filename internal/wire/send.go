@@ -82,6 +82,19 @@ func ParseResponse(resp *http.Response, spec Spec, secrets *Secrets) (*oauth2.To
 // new token has the scopes of the grant.
 func GrantRequest(ctx context.Context, cfg *oauth2.Config, refreshToken string, style oauth2.AuthStyle) (*http.Request, *Secrets, error) {
 	v := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
+	req, err := ClientRequest(ctx, cfg, cfg.Endpoint.TokenURL, v, style)
+	if err != nil {
+		return nil, nil, errors.New("the token URL cannot be used in a request")
+	}
+	req.Header.Set("Accept", "application/json")
+	return req, NewSecrets(refreshToken, cfg.ClientSecret), nil
+}
+
+// ClientRequest returns a form POST of v to target by the client of cfg,
+// authenticated as style says: HTTP Basic (AuthStyleInHeader) or
+// client_id and client_secret in the form (AuthStyleInParams), as RFC 6749
+// §2.3.1 has it for the token endpoint and RFC 7009 for revocation.
+func ClientRequest(ctx context.Context, cfg *oauth2.Config, target string, v url.Values, style oauth2.AuthStyle) (*http.Request, error) {
 	if style == oauth2.AuthStyleInParams {
 		if cfg.ClientID != "" {
 			v.Set("client_id", cfg.ClientID)
@@ -90,14 +103,13 @@ func GrantRequest(ctx context.Context, cfg *oauth2.Config, refreshToken string, 
 			v.Set("client_secret", cfg.ClientSecret)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Endpoint.TokenURL, strings.NewReader(v.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(v.Encode()))
 	if err != nil {
-		return nil, nil, errors.New("the token URL cannot be used in a request")
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
 	if style == oauth2.AuthStyleInHeader {
 		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
 	}
-	return req, NewSecrets(refreshToken, cfg.ClientSecret), nil
+	return req, nil
 }
